@@ -1,0 +1,201 @@
+//! The container filter shared by every collector (`bpf/containers.bpf.c`).
+//!
+//! The kernel adds a cgroup to `watched_cgroups` the moment it is created, taking a slot from
+//! the `free_slots` queue; the agent adds containers that existed before it started through
+//! [`ContainerFilter::watch`], which takes slots from the same queue, so there is one allocator.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use kanary_model::config::Config;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenMapMut};
+
+use crate::collector::{CgroupEvent, EventStream, KernelEvent, Slot};
+use crate::error::{map_error, Error, Result};
+use crate::kernel::{c_string, handle, object_storage, read_pod, DropsMap};
+use crate::skel::containers::{types, ContainersSkel, ContainersSkelBuilder};
+
+const NAME: &str = "containers";
+/// Flag of a sub-cgroup sharing its container's slot (`CONTAINER_F_CHILD`).
+const FLAG_CHILD: u32 = 1;
+/// Flag of a container in syscall trace mode (`CONTAINER_F_TRACE`).
+const FLAG_TRACE: u32 = 2;
+/// Sub-cgroups a container may create, on average, before the filter map is full.
+const CGROUPS_PER_CONTAINER: u32 = 8;
+
+// SAFETY: generated from the C struct, integers and byte arrays only: every bit pattern is valid.
+unsafe impl plain::Plain for types::cgroup_event {}
+
+/// The shared container filter and the cgroup lifecycle hooks that keep it.
+pub struct ContainerFilter {
+    skel: ContainersSkel<'static>,
+    watched: MapHandle,
+    free_slots: MapHandle,
+    _links: Vec<Link>,
+}
+
+impl ContainerFilter {
+    /// Loads and attaches the cgroup hooks, and fills the slot queue with slots
+    /// `1..=max_containers`.
+    pub fn load(config: &Config) -> Result<Self> {
+        let load_error = |source| Error::Load {
+            collector: NAME,
+            source,
+        };
+        let max = config.agent.max_containers;
+        let mut open = ContainersSkelBuilder::default()
+            .open(object_storage())
+            .map_err(load_error)?;
+        let sizes = [
+            (
+                &mut open.maps.watched_cgroups,
+                max * CGROUPS_PER_CONTAINER + 1,
+            ),
+            (&mut open.maps.free_slots, max),
+            (&mut open.maps.drops, max + 1),
+        ];
+        for (map, entries) in sizes {
+            map.set_max_entries(entries).map_err(load_error)?;
+        }
+        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+            rodata.targ_include_host = config.agent.include_host;
+        }
+        let skel = open.load().map_err(load_error)?;
+        let mut links = Vec::new();
+        for (program, hook) in [
+            (&skel.progs.kanary_cgroup_mkdir, "tp_btf/cgroup_mkdir"),
+            (&skel.progs.kanary_cgroup_rmdir, "tp_btf/cgroup_rmdir"),
+        ] {
+            links.push(program.attach().map_err(|source| Error::Attach {
+                collector: NAME,
+                hook: hook.to_string(),
+                source,
+            })?);
+        }
+        let watched = handle(&skel.maps.watched_cgroups, NAME, "watched_cgroups")?;
+        let free_slots = handle(&skel.maps.free_slots, NAME, "free_slots")?;
+        for slot in 1..=max {
+            free_slots
+                .update(&[], &slot.to_ne_bytes(), MapFlags::ANY)
+                .map_err(map_error(NAME, "free_slots"))?;
+        }
+        Ok(ContainerFilter {
+            skel,
+            watched,
+            free_slots,
+            _links: links,
+        })
+    }
+
+    /// Makes another collector's copy of `watched_cgroups` this filter's map (before load).
+    pub fn share(&self, map: &mut OpenMapMut<'_>) -> Result<()> {
+        map.reuse_fd(self.watched.as_fd())
+            .map_err(|source| Error::Load {
+                collector: NAME,
+                source,
+            })
+    }
+
+    /// The filter map's file descriptor.
+    pub fn watched_fd(&self) -> BorrowedFd<'_> {
+        self.watched.as_fd()
+    }
+
+    /// The ring buffer of cgroup lifecycle events.
+    pub fn event_stream(&self) -> Result<EventStream> {
+        Ok(EventStream {
+            map: handle(&self.skel.maps.events, NAME, "events")?,
+            decode: Box::new(decode),
+        })
+    }
+
+    /// This filter's loss counters (slot 0 counts cgroups that found no free slot).
+    pub fn drops(&self) -> Result<DropsMap> {
+        DropsMap::new(NAME, &self.skel.maps.drops)
+    }
+
+    /// Watches a container cgroup found by the agent (one that existed before it started).
+    pub fn watch(&self, cgroup_id: u64) -> Result<Slot> {
+        let slot = self
+            .free_slots
+            .lookup_and_delete(&[])
+            .map_err(map_error(NAME, "free_slots"))?
+            .and_then(|bytes| read_pod::<u32>(&bytes))
+            .ok_or(Error::SlotsExhausted)?;
+        self.insert(cgroup_id, slot, 0)?;
+        Ok(slot)
+    }
+
+    /// Watches a sub-cgroup of a watched container under the container's slot.
+    pub fn watch_child(&self, cgroup_id: u64, slot: Slot) -> Result<()> {
+        self.insert(cgroup_id, slot, FLAG_CHILD)
+    }
+
+    /// Turns syscall trace mode on or off for a watched cgroup.
+    pub fn set_trace(&self, cgroup_id: u64, trace: bool) -> Result<()> {
+        let key = cgroup_id.to_ne_bytes();
+        let Some(bytes) = self
+            .watched
+            .lookup(&key, MapFlags::ANY)
+            .map_err(map_error(NAME, "watched_cgroups"))?
+        else {
+            return Ok(());
+        };
+        let mut entry: types::container_slot = read_pod(&bytes).unwrap_or_default();
+        entry.flags = if trace {
+            entry.flags | FLAG_TRACE
+        } else {
+            entry.flags & !FLAG_TRACE
+        };
+        self.write(cgroup_id, &entry)
+    }
+
+    /// Stops watching a cgroup (a container the agent decided is not one, e.g. conmon).
+    pub fn unwatch(&self, cgroup_id: u64) -> Result<()> {
+        match self.watched.delete(&cgroup_id.to_ne_bytes()) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(map_error(NAME, "watched_cgroups")(error)),
+        }
+    }
+
+    /// Hands a slot back to the allocator once every collector has cleared it.
+    pub fn release(&self, slot: Slot) -> Result<()> {
+        self.free_slots
+            .update(&[], &slot.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_error(NAME, "free_slots"))
+    }
+
+    fn insert(&self, cgroup_id: u64, slot: Slot, flags: u32) -> Result<()> {
+        self.write(cgroup_id, &types::container_slot { slot, flags })
+    }
+
+    fn write(&self, cgroup_id: u64, entry: &types::container_slot) -> Result<()> {
+        // SAFETY: container_slot is two u32s with no padding.
+        let value = unsafe { plain::as_bytes(entry) };
+        self.watched
+            .update(&cgroup_id.to_ne_bytes(), value, MapFlags::ANY)
+            .map_err(map_error(NAME, "watched_cgroups"))
+    }
+}
+
+// SAFETY: two u32s: every bit pattern is valid.
+unsafe impl plain::Plain for types::container_slot {}
+
+fn decode(bytes: &[u8]) -> Option<KernelEvent> {
+    let raw: types::cgroup_event = read_pod(bytes)?;
+    let event = CgroupEvent {
+        ts_boot_ns: raw.hdr.ts_boot_ns,
+        cgroup_id: raw.hdr.cgroup_id,
+        parent_cgroup_id: raw.parent_cgroup_id,
+        slot: raw.hdr.slot,
+        child: raw.flags & FLAG_CHILD != 0,
+        slot_error: raw.slot_error != 0,
+        path: c_string(&raw.path.map(|c| c as u8)),
+    };
+    match raw.hdr.kind {
+        1 => Some(KernelEvent::CgroupCreated(event)),
+        2 => Some(KernelEvent::CgroupRemoved(event)),
+        _ => None,
+    }
+}

@@ -1,0 +1,415 @@
+//! The records `kanary run --events` writes, one JSON object per line (schema in
+//! `docs/schema.md`). Every record has `type` and `ts`; every container-scoped record has
+//! `container: {id, name, image}`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::Runtime;
+use crate::stats::{ContainerStats, DropCounts};
+
+/// Version of the record schema; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Formats a wall-clock time as RFC 3339 UTC with nanoseconds, the form of every `ts`.
+pub fn timestamp(time: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(time).to_string()
+}
+
+/// Who a record is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRef {
+    /// Full container id (64 hex digits), or `host`.
+    pub id: String,
+    /// Container name from the runtime, or the short id when the runtime could not be asked.
+    pub name: String,
+    /// Image reference the container was started from, when known.
+    pub image: Option<String>,
+}
+
+/// One output record: a timestamp and a typed body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// When it happened (kernel events) or was measured (`stats`), RFC 3339 UTC.
+    pub ts: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub body: RecordBody,
+}
+
+/// The record types, tagged by `type`.
+// Records are built once and written once; boxing the large `stats` variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RecordBody {
+    /// The agent started: versions and the effective configuration.
+    AgentStart(AgentStart),
+    /// A container was found (at start-up, or when its cgroup was created).
+    ContainerStart(ContainerStart),
+    /// A container's cgroup went away; its last `stats` record precedes this one.
+    ContainerStop(ContainerStop),
+    /// A process image was executed.
+    Exec(Exec),
+    /// A new process (not thread) was forked.
+    Fork(Fork),
+    /// A process exited.
+    Exit(Exit),
+    /// A file was opened (first time for this path and access class, or again after
+    /// `renotify_after`).
+    Open(Open),
+    /// An outbound TCP connection completed or failed, or a UDP socket was connected.
+    Connect(Connection),
+    /// An inbound TCP connection was accepted.
+    Accept(Connection),
+    /// A security-relevant system call returned.
+    Security(Security),
+    /// A fatal signal was generated for a container process.
+    Signal(Signal),
+    /// One raw system call (trace mode only).
+    Syscall(Syscall),
+    /// Per-container aggregates of the last interval.
+    Stats(Stats),
+    /// Events lost by a collector during the last interval.
+    Drops(Drops),
+}
+
+/// `agent_start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStart {
+    /// kanary's version.
+    pub version: String,
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Collectors that loaded and attached.
+    pub collectors: Vec<String>,
+    /// Collectors that are enabled but failed to load, with the reason.
+    pub failed_collectors: BTreeMap<String, String>,
+    /// The effective configuration.
+    pub config: serde_json::Value,
+}
+
+/// `container_start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStart {
+    /// The container.
+    pub container: ContainerRef,
+    /// Its runtime, from the cgroup path.
+    pub runtime: Runtime,
+    /// Kernel cgroup id (`bpf_get_current_cgroup_id()`).
+    pub cgroup_id: u64,
+    /// cgroup v2 path relative to the hierarchy's mount.
+    pub cgroup_path: String,
+    /// Image id (digest) from the runtime, when known.
+    pub image_id: Option<String>,
+    /// Kubernetes pod uid, when the path holds one.
+    pub pod_uid: Option<String>,
+    /// Labels from the runtime.
+    pub labels: BTreeMap<String, String>,
+    /// IP addresses of the container, when known.
+    pub addresses: Vec<IpAddr>,
+    /// `true` when the container was running before the agent started.
+    pub existing: bool,
+}
+
+/// `container_stop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStop {
+    /// The container.
+    pub container: ContainerRef,
+    /// Kernel cgroup id.
+    pub cgroup_id: u64,
+    /// Seconds the agent watched it.
+    pub watched_s: f64,
+}
+
+/// `exec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exec {
+    /// The container.
+    pub container: ContainerRef,
+    /// Process id (as seen from the host).
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Command name after the exec.
+    pub comm: String,
+    /// The parent's command name.
+    pub parent_comm: String,
+    /// The executed file as passed to exec.
+    pub path: String,
+    /// Arguments, bounded in the kernel.
+    pub argv: Vec<String>,
+    /// `true` when `argv` was cut at the kernel bound.
+    pub argv_truncated: bool,
+}
+
+/// `fork`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fork {
+    /// The container.
+    pub container: ContainerRef,
+    /// The new process.
+    pub pid: u32,
+    /// Its parent.
+    pub ppid: u32,
+    /// The parent's command name.
+    pub parent_comm: String,
+}
+
+/// `exit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exit {
+    /// The container.
+    pub container: ContainerRef,
+    /// The process.
+    pub pid: u32,
+    /// Its command name.
+    pub comm: String,
+    /// Exit status (0..=255) when it exited normally.
+    pub exit_code: Option<u32>,
+    /// Terminating signal when it was killed.
+    pub signal: Option<u32>,
+}
+
+/// How a file was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// O_RDONLY.
+    Read,
+    /// O_WRONLY.
+    Write,
+    /// O_RDWR.
+    ReadWrite,
+}
+
+/// `open`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Open {
+    /// The container.
+    pub container: ContainerRef,
+    /// Process id.
+    pub pid: u32,
+    /// Command name.
+    pub comm: String,
+    /// Path as passed to the syscall (relative paths are relative to the caller's cwd/dirfd).
+    pub path: String,
+    /// Raw open flags.
+    pub flags: u32,
+    /// Access class from the flags.
+    pub access: Access,
+    /// O_CREAT was set.
+    pub create: bool,
+    /// O_TRUNC was set.
+    pub truncate: bool,
+    /// The file descriptor, or the negative errno.
+    pub result: i64,
+    /// The errno's name when it failed.
+    pub error: Option<String>,
+    /// How many identical opens the kernel folded into this one since it was last reported.
+    pub repeats: u64,
+}
+
+/// Result of a connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionResult {
+    /// Established (TCP) or connected (UDP).
+    Ok,
+    /// Refused, reset, timed out or unreachable.
+    Failed,
+}
+
+/// `connect` and `accept`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    /// The container.
+    pub container: ContainerRef,
+    /// Process id (0 when the kernel completed it outside process context).
+    pub pid: u32,
+    /// Command name (empty when outside process context).
+    pub comm: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Local address.
+    pub src_addr: IpAddr,
+    /// Local port.
+    pub src_port: u16,
+    /// Remote address.
+    pub dst_addr: IpAddr,
+    /// Remote port.
+    pub dst_port: u16,
+    /// Whether it succeeded.
+    pub result: ConnectionResult,
+    /// The container that owns the remote address, when it is one of this host's containers.
+    pub peer: Option<ContainerRef>,
+    /// How many identical connections the kernel folded into this one since it was last
+    /// reported.
+    pub repeats: u64,
+}
+
+/// `security`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Security {
+    /// The container.
+    pub container: ContainerRef,
+    /// Process id.
+    pub pid: u32,
+    /// Command name.
+    pub comm: String,
+    /// Effective user id of the caller.
+    pub uid: u32,
+    /// Syscall name, e.g. `setuid`, `mount`, `init_module`.
+    pub syscall: String,
+    /// Decoded arguments by name.
+    pub args: BTreeMap<String, serde_json::Value>,
+    /// Return value (negative errno on failure).
+    pub result: i64,
+    /// The errno's name when it failed.
+    pub error: Option<String>,
+}
+
+/// `signal`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    /// The container of the process receiving the signal.
+    pub container: ContainerRef,
+    /// Receiving process.
+    pub pid: u32,
+    /// Its command name.
+    pub comm: String,
+    /// Signal number.
+    pub signal: u32,
+    /// Signal name, e.g. `SIGSEGV`.
+    pub signal_name: String,
+    /// Process that raised it (the receiver itself for faults).
+    pub sender_pid: u32,
+}
+
+/// `syscall` (trace mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Syscall {
+    /// The container.
+    pub container: ContainerRef,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Syscall number.
+    pub nr: u32,
+    /// Syscall name.
+    pub name: String,
+    /// The six raw argument registers.
+    pub args: [u64; 6],
+}
+
+/// `stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// The container.
+    pub container: ContainerRef,
+    /// Length of the interval these counters cover, in seconds.
+    pub interval_s: f64,
+    /// The aggregates.
+    #[serde(flatten)]
+    pub stats: ContainerStats,
+}
+
+/// `drops`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drops {
+    /// The collector that lost data.
+    pub collector: String,
+    /// The container it was about, when known.
+    pub container: Option<ContainerRef>,
+    /// The losses in the last interval.
+    #[serde(flatten)]
+    pub counts: DropCounts,
+}
+
+impl RecordBody {
+    /// The container a record is about, for records that are container-scoped.
+    pub fn container_mut(&mut self) -> Option<&mut ContainerRef> {
+        match self {
+            RecordBody::AgentStart(_) => None,
+            RecordBody::ContainerStart(r) => Some(&mut r.container),
+            RecordBody::ContainerStop(r) => Some(&mut r.container),
+            RecordBody::Exec(r) => Some(&mut r.container),
+            RecordBody::Fork(r) => Some(&mut r.container),
+            RecordBody::Exit(r) => Some(&mut r.container),
+            RecordBody::Open(r) => Some(&mut r.container),
+            RecordBody::Connect(r) | RecordBody::Accept(r) => Some(&mut r.container),
+            RecordBody::Security(r) => Some(&mut r.container),
+            RecordBody::Signal(r) => Some(&mut r.container),
+            RecordBody::Syscall(r) => Some(&mut r.container),
+            RecordBody::Stats(r) => Some(&mut r.container),
+            RecordBody::Drops(r) => r.container.as_mut(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container() -> ContainerRef {
+        ContainerRef {
+            id: "ab".repeat(32),
+            name: "web".into(),
+            image: Some("nginx:1".into()),
+        }
+    }
+
+    #[test]
+    fn records_carry_type_ts_and_container() {
+        let record = Record {
+            ts: timestamp(SystemTime::UNIX_EPOCH),
+            body: RecordBody::Exec(Exec {
+                container: container(),
+                pid: 10,
+                ppid: 1,
+                uid: 0,
+                gid: 0,
+                comm: "sh".into(),
+                parent_comm: "bash".into(),
+                path: "/bin/sh".into(),
+                argv: vec!["sh".into(), "-c".into(), "id".into()],
+                argv_truncated: false,
+            }),
+        };
+        let json: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["type"], "exec");
+        assert_eq!(json["ts"], "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(json["container"]["name"], "web");
+        assert_eq!(json["argv"][2], "id");
+        let back: Record = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn stats_flatten_their_sections() {
+        let mut stats = ContainerStats::default();
+        stats.tracepoints.insert("tcp_retransmits".into(), 3);
+        let record = Record {
+            ts: timestamp(SystemTime::UNIX_EPOCH),
+            body: RecordBody::Stats(Stats {
+                container: container(),
+                interval_s: 5.0,
+                stats,
+            }),
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["type"], "stats");
+        assert_eq!(json["tracepoints"]["tcp_retransmits"], 3);
+        let back: Record = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+    }
+}

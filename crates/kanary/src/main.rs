@@ -1,0 +1,126 @@
+//! `kanary`: the eBPF container anomaly detection agent.
+
+mod agent;
+mod clock;
+mod enrich;
+mod preflight;
+mod registry;
+mod sink;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use kanary_model::config::Config;
+
+use crate::sink::NdjsonSink;
+
+/// Watches every container on this host with eBPF.
+#[derive(Debug, Parser)]
+#[command(name = "kanary", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach the collectors and write per-container records.
+    Run(RunArgs),
+    /// Print the effective configuration (defaults merged with --config) as TOML.
+    Config {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Configuration file (TOML); every key has a default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where to write NDJSON records: `-` for stdout, or a file (appended to).
+    #[arg(long, default_value = "-")]
+    events: String,
+    /// Directory for the agent's state.
+    #[arg(long, default_value = "/var/lib/kanary")]
+    data_dir: PathBuf,
+    /// Stream every raw syscall of this container (name or id prefix); repeatable.
+    #[arg(long = "trace", value_name = "CONTAINER")]
+    trace: Vec<String>,
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    Config::from_toml(&text).with_context(|| format!("invalid config {}", path.display()))
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let mut config = load_config(args.config.as_ref())?;
+    config
+        .collectors
+        .syscalls
+        .trace_containers
+        .extend(args.trace);
+    let host = preflight::check(config.agent.cgroup2_mount.as_deref())?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+    let out: Box<dyn Write + Send> = if args.events == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(
+            File::options()
+                .create(true)
+                .append(true)
+                .open(&args.events)
+                .with_context(|| format!("opening --events {}", args.events))?,
+        )
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let agent = agent::Agent::start(config, host, Box::new(NdjsonSink::new(out)))?;
+    tracing::info!("kanary running");
+    agent.run(stop)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KANARY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Config { config } => load_config(config.as_ref()).and_then(|config| {
+            print!("{}", toml_of(&config)?);
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("kanary: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn toml_of(config: &Config) -> Result<String> {
+    Ok(toml::to_string_pretty(config)?)
+}

@@ -1,4 +1,6 @@
-//! Compiles every `bpf/*.bpf.c` into a libbpf skeleton (`$OUT_DIR/<name>.skel.rs`).
+//! Compiles every `bpf/*.bpf.c` into a libbpf skeleton (`$OUT_DIR/<name>.skel.rs`) and writes
+//! `$OUT_DIR/skeletons.rs`, one `pub mod <name>` per skeleton, so a new collector's `.bpf.c`
+//! needs no edit here or in `lib.rs`.
 //!
 //! The clang binary defaults to Debian's `clang-19`; set `KANARY_CLANG` to use another.
 
@@ -23,6 +25,7 @@ fn main() {
         .filter(|path| path.to_string_lossy().ends_with(".bpf.c"))
         .collect();
     sources.sort();
+    let mut modules = String::new();
     for source in sources {
         println!("cargo:rerun-if-changed={}", source.display());
         let file_name = source
@@ -49,6 +52,10 @@ fn main() {
                 source.display()
             );
         }
+        modules.push_str(&format!(
+            "pub mod {name} {{ include!(concat!(env!(\"OUT_DIR\"), \"/{name}.skel.rs\")); }}\n"
+        ));
     }
+    fs::write(out_dir.join("skeletons.rs"), modules).expect("OUT_DIR is writable");
     println!("cargo:rerun-if-changed={}", bpf_dir.display());
 }

@@ -112,3 +112,68 @@ fn trace_mode_streams_raw_syscalls_of_the_chosen_container_only() {
     );
     drop(traced_container);
 }
+
+#[test]
+fn containers_running_before_the_agent_are_found() {
+    require_docker!();
+    let container = Container::run(
+        "existing",
+        &[],
+        BUSYBOX,
+        &[
+            "sh",
+            "-c",
+            "while true; do cat /etc/hostname > /dev/null; sleep 0.2; done",
+        ],
+    );
+    // Give the container time to be fully up before the agent looks.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut agent = Agent::start();
+    let start = agent.wait_for_container("container_start", &container.name, WAIT, |_| true);
+    assert_eq!(start["existing"], true);
+    assert_eq!(start["container"]["id"], container.id());
+    agent.wait_for_container("stats", &container.name, WAIT, |r| {
+        r["syscalls"]["counts"]["openat"].as_u64().unwrap_or(0) > 0
+    });
+}
+
+#[test]
+fn losses_are_reported_not_silent() {
+    require_docker!();
+    // A one-page trace ring buffer and an n-gram map of 8 entries cannot keep up with a busy
+    // container: both losses must show up, attributed to it.
+    let traced = common::unique_name("lossy");
+    let config = format!(
+        "[agent]\ninterval = \"1s\"\n[collectors.syscalls]\ntrace_containers = [\"{traced}\"]\ntrace_ringbuf_bytes = 4096\nngram_map_entries = 8\n"
+    );
+    let mut agent = Agent::start_with(&config);
+    let output = std::process::Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &traced,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "while true; do cat /etc/passwd /etc/group > /dev/null; done",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let _container = Container {
+        name: traced.clone(),
+    };
+    let drops = agent.wait_for("a drops record of the syscalls collector", WAIT, |r| {
+        r["type"] == "drops"
+            && r["collector"] == "syscalls"
+            && r["container"]["name"] == traced.as_str()
+    });
+    assert!(drops["ringbuf_full"].as_u64().unwrap() + drops["map_full"].as_u64().unwrap() > 0);
+    agent.wait_for_container("stats", &traced, WAIT, |r| {
+        r["drops"]["syscalls"]["ringbuf_full"].as_u64().unwrap_or(0) > 0
+    });
+    agent.wait_for_container("stats", &traced, WAIT, |r| {
+        r["drops"]["syscalls"]["map_full"].as_u64().unwrap_or(0) > 0
+    });
+}

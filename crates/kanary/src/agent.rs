@@ -273,28 +273,20 @@ impl Agent {
 
     fn handle_events(&mut self) {
         let events = std::mem::take(&mut *self.queue.borrow_mut());
-        let (cgroup_events, records): (Vec<_>, Vec<_>) = events
-            .into_iter()
-            .partition(|event| !matches!(event, KernelEvent::Record(_)));
+        let mut records = Vec::new();
         // Container lifecycle first, so records of a new container find it registered.
-        for event in cgroup_events {
+        for event in events {
             match event {
                 KernelEvent::CgroupCreated(created) => self.cgroup_created(created),
                 KernelEvent::CgroupRemoved(removed) => self.cgroup_removed(removed),
-                KernelEvent::Record(_) => {}
+                KernelEvent::Record(record) => records.push(record),
             }
         }
-        let retried = std::mem::take(&mut self.unattributed);
-        for (event, retry) in
-            retried
-                .into_iter()
-                .map(|e| (e, false))
-                .chain(records.into_iter().filter_map(|event| match event {
-                    KernelEvent::Record(record) => Some((record, true)),
-                    _ => None,
-                }))
-        {
-            self.record(event, retry);
+        for event in std::mem::take(&mut self.unattributed) {
+            self.record(event, false);
+        }
+        for event in records {
+            self.record(event, true);
         }
         let undecodable = self.undecodable.replace(0);
         if undecodable > 0 {

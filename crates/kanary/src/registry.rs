@@ -52,7 +52,7 @@ impl Container {
             name: enrichment
                 .name
                 .clone()
-                .unwrap_or_else(|| found.id[..12].to_string()),
+                .unwrap_or_else(|| found.id.get(..12).unwrap_or(&found.id).to_string()),
             image: enrichment.image.clone(),
             id: found.id,
         };

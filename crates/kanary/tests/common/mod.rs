@@ -76,6 +76,10 @@ impl Agent {
             .arg(&events)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
+            .env(
+                "KANARY_LOG",
+                std::env::var("KANARY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

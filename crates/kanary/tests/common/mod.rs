@@ -153,7 +153,7 @@ impl Agent {
                     .iter()
                     .rev()
                     .take(15)
-                    .map(|r| short(r))
+                    .map(short)
                     .collect();
                 panic!("timed out after {timeout:?} waiting for {what}; last records (newest first):\n{}", tail.join("\n"));
             }

@@ -47,6 +47,13 @@ static __always_inline const struct container_slot *kanary_container_of_cgroup(_
 	return targ_include_host ? &kanary_host_entry : NULL;
 }
 
+/* A task's cgroup on the v2 hierarchy: what bpf_get_current_cgroup_id() returns for current.
+ * For hooks whose subject is not the current task (a forked child, a signal's receiver). */
+static __always_inline __u64 kanary_task_cgroup_id(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+}
+
 static __always_inline const struct container_slot *kanary_current_container(void)
 {
 	return kanary_container_of_cgroup(bpf_get_current_cgroup_id());

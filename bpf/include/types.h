@@ -51,6 +51,7 @@ enum event_kind {
 	EVENT_CONNECT = 8,
 	EVENT_ACCEPT = 9,
 	EVENT_SECURITY = 10,
+	EVENT_SIGNAL = 11,
 };
 
 /* containers.bpf.c: a cgroup appeared or went away on the cgroup v2 hierarchy. */
@@ -79,4 +80,205 @@ struct ngram_key {
 	__u32 slot;
 	__u32 pad;
 	__u64 ngram;
+};
+
+/* network.bpf.c: per-container traffic and connection counters (per-CPU array indexed by slot). */
+struct net_counts {
+	__u64 rx_bytes;	  /* IP bytes received by the container's sockets */
+	__u64 tx_bytes;	  /* IP bytes sent */
+	__u64 rx_packets; /* packets received (GRO/GSO aggregates count their segments) */
+	__u64 tx_packets;
+	__u64 connects;		/* TCP connects established + UDP sockets connected */
+	__u64 connect_failures; /* TCP connects that went from SYN_SENT back to CLOSE */
+	__u64 accepts;		/* TCP connections accepted (SYN_RECV -> ESTABLISHED) */
+};
+
+#define KANARY_CONN_OK 0
+#define KANARY_CONN_FAILED 1
+
+/* network.bpf.c: one connect (EVENT_CONNECT) or accept (EVENT_ACCEPT). Addresses are in
+ * network byte order (IPv4 in the first 4 bytes), ports in host byte order. */
+struct connection_event {
+	struct event_header hdr; /* cgroup_id: the socket's cgroup; pid 0: not known */
+	__u64 repeats;		 /* identical connections folded into this one since the last report */
+	__u8 src_addr[16];	 /* local */
+	__u8 dst_addr[16];	 /* remote */
+	__u16 src_port;
+	__u16 dst_port;
+	__u16 family;  /* AF_INET (2) or AF_INET6 (10) */
+	__u8 protocol; /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
+	__u8 result;   /* KANARY_CONN_* */
+	char comm[KANARY_COMM_LEN];
+};
+
+/* network.bpf.c: key of the connection de-duplication LRU. No implicit padding: the kernel
+ * hashes every byte. */
+struct connection_key {
+	__u32 slot;
+	__u8 kind;     /* EVENT_CONNECT or EVENT_ACCEPT */
+	__u8 protocol; /* IPPROTO_* */
+	__u8 result;   /* KANARY_CONN_* */
+	__u8 family;   /* AF_INET or AF_INET6 */
+	__u8 addr[16]; /* the peer's address */
+	__u16 port;    /* the remote port of a connect, the local port of an accept */
+	__u16 pad;
+};
+
+/* tracepoints.bpf.c: per-container counters of the tracepoints declared in
+ * [[collectors.tracepoint]], indexed by the counter's position in the config (per-CPU array
+ * indexed by slot). */
+struct tracepoint_counts {
+	__u64 n[KANARY_MAX_TRACEPOINT_COUNTERS];
+};
+
+/* process.bpf.c: a successful exec. The header's pid/tid are the task after the exec. */
+struct exec_event {
+	struct event_header hdr;
+	__u32 ppid; /* real parent's tgid */
+	__u32 uid;  /* real uid and gid, as seen from the initial user namespace */
+	__u32 gid;
+	__u32 argv_len;	 /* bytes of argv[] copied: NUL-separated arguments */
+	__u32 argv_full; /* bytes of argv[] the process has (arg_end - arg_start) */
+	__u32 pad;
+	char comm[KANARY_COMM_LEN];
+	char parent_comm[KANARY_COMM_LEN];
+	char path[KANARY_PATH_MAX]; /* bprm->filename: the file as passed to exec */
+	char argv[KANARY_ARGV_MAX];
+};
+
+/* process.bpf.c: a new process (never a new thread). The header's pid/tid and cgroup are the
+ * child's, so it is attributed to the container it was created in. */
+struct fork_event {
+	struct event_header hdr;
+	__u32 ppid; /* the child's real parent's tgid */
+	__u32 pad;
+	char parent_comm[KANARY_COMM_LEN];
+};
+
+/* process.bpf.c: the last thread of a process exited. */
+struct exit_event {
+	struct event_header hdr;
+	__u32 status; /* wait(2) status: exit code << 8, or the terminating signal in the low 7 bits */
+	__u32 pad;
+	char comm[KANARY_COMM_LEN];
+};
+
+/* process.bpf.c: per-container lifecycle counters (per-CPU array indexed by slot). */
+struct process_counts {
+	__u64 execs;
+	__u64 forks;   /* new processes */
+	__u64 threads; /* new threads */
+	__u64 exits;   /* processes whose last thread exited */
+};
+
+/* signals.bpf.c: a crash or kill signal generated for a container task. The header describes
+ * the receiving task (pid, tid, cgroup), not the sender. */
+struct signal_event {
+	struct event_header hdr;
+	__u32 signal;
+	__u32 sender_pid; /* tgid of the task that raised it: the receiver itself for faults */
+	char comm[KANARY_COMM_LEN]; /* the receiver's */
+};
+
+/* signals.bpf.c: per-container counts indexed by signal number (per-CPU array by slot). */
+#define KANARY_SIGNAL_SLOTS 32
+struct signal_counts {
+	__u64 n[KANARY_SIGNAL_SLOTS];
+};
+
+/* file.bpf.c: per-container file activity counters (per-CPU array indexed by slot). */
+struct file_counts {
+	__u64 opens;	     /* open, openat, openat2 and creat calls that returned */
+	__u64 open_failures; /* of those, the ones that returned an error */
+	__u64 reads;	     /* read, pread64, readv, preadv, preadv2 calls */
+	__u64 writes;	     /* write, pwrite64, writev, pwritev, pwritev2 calls */
+	__u64 read_bytes;    /* bytes those reads returned */
+	__u64 write_bytes;   /* bytes those writes accepted */
+};
+
+/* file.bpf.c: key of the open de-duplication LRU. The path is zero-padded after its NUL and
+ * there is no implicit padding, because the kernel hashes and compares every byte. */
+struct open_key {
+	__u32 slot;
+	__u8 access; /* flags & O_ACCMODE */
+	__u8 failed; /* 1: the open returned an error */
+	__u16 pad;
+	char path[KANARY_PATH_MAX];
+};
+
+/* file.bpf.c: an open reported for the first time, or again after renotify_after (EVENT_OPEN). */
+struct open_event {
+	struct event_header hdr;
+	__s64 result;	/* the file descriptor, or -errno */
+	__u64 repeats;	/* identical opens folded into this one since it was last reported */
+	__u32 flags;	/* open flags as passed (O_CREAT | O_WRONLY | O_TRUNC for creat) */
+	__u32 pad;
+	char comm[KANARY_COMM_LEN];
+	char path[KANARY_PATH_MAX]; /* as passed to the syscall, cut at KANARY_PATH_MAX - 1 bytes */
+};
+
+/* security.bpf.c: the watched system calls, numbered by kanary rather than by the architecture
+ * (user space names them from this order; do not reorder). */
+enum security_syscall {
+	SECURITY_SETUID = 0,
+	SECURITY_SETGID = 1,
+	SECURITY_SETREUID = 2,
+	SECURITY_SETREGID = 3,
+	SECURITY_SETRESUID = 4,
+	SECURITY_SETRESGID = 5,
+	SECURITY_SETFSUID = 6,
+	SECURITY_SETFSGID = 7,
+	SECURITY_CAPSET = 8,
+	SECURITY_PTRACE = 9,
+	SECURITY_MOUNT = 10,
+	SECURITY_UMOUNT2 = 11,
+	SECURITY_UNSHARE = 12,
+	SECURITY_SETNS = 13,
+	SECURITY_BPF = 14,
+	SECURITY_INIT_MODULE = 15,
+	SECURITY_FINIT_MODULE = 16,
+	SECURITY_DELETE_MODULE = 17,
+	SECURITY_MEMFD_CREATE = 18,
+	SECURITY_EXECVEAT = 19,
+	SECURITY_CHMOD = 20,
+	SECURITY_FCHMOD = 21,
+	SECURITY_FCHMODAT = 22,
+	SECURITY_FCHMODAT2 = 23,
+	SECURITY_SYSCALL_COUNT = 24,
+};
+#define KANARY_SECURITY_SLOTS 32 /* counters per container: room for SECURITY_SYSCALL_COUNT */
+#define KANARY_SECURITY_STRINGS 3 /* user strings captured per call (mount: source, target, fstype) */
+
+#define SECURITY_F_PENDING 1	   /* (task storage only) captured at entry, exit not seen yet */
+#define SECURITY_F_ARGS_AT_EXIT 2  /* no entry was seen (e.g. seccomp refused the call before it
+				    * ran): the arguments were read from the registers at exit */
+
+/* security.bpf.c: one call's arguments, captured at entry into task storage and copied whole
+ * into the event at exit. */
+struct security_call {
+	__u64 args[6]; /* the raw argument registers */
+	__u32 syscall; /* enum security_syscall */
+	__u32 euid;    /* the caller's effective uid at entry (initial user namespace) */
+	__u32 flags;   /* SECURITY_F_* */
+	__u32 pad;
+	/* capset only: the user header {version, pid} then both user cap_data structs
+	 * {effective, permitted, inheritable} as the caller passed them. */
+	__u32 data[8];
+	/* The call's string arguments, KANARY_PATH_MAX bytes each, NUL-terminated, in the order
+	 * user space decodes them (one flat array: the skeleton generator handles no 2-D ones). */
+	char strings[KANARY_SECURITY_STRINGS * KANARY_PATH_MAX];
+};
+
+/* security.bpf.c: a watched system call returned (EVENT_SECURITY). */
+struct security_event {
+	struct event_header hdr;
+	__s64 result; /* return value, -errno on failure */
+	char comm[KANARY_COMM_LEN];
+	struct security_call call;
+};
+
+/* security.bpf.c: per-container counts indexed by enum security_syscall (per-CPU array by
+ * slot). */
+struct security_counts {
+	__u64 n[KANARY_SECURITY_SLOTS];
 };

@@ -60,6 +60,10 @@ pub struct Agent {
 impl Agent {
     /// Loads everything and writes `agent_start` and a `container_start` per running container.
     pub fn start(config: Config, host: Host, sink: Box<dyn Sink>) -> Result<Self> {
+        // Classic tracepoints attach by name through tracefs, which some hosts only mount on demand.
+        if let Err(error) = kanary_collectors::tracefs::ensure_mounted() {
+            tracing::warn!(%error, "tracefs is not mounted and could not be mounted: collectors on classic tracepoints will not load");
+        }
         let filter = ContainerFilter::load(&config).context("loading the container filter")?;
         let ctx = LoadContext {
             config: &config,
@@ -274,11 +278,13 @@ impl Agent {
     fn handle_events(&mut self) {
         let events = std::mem::take(&mut *self.queue.borrow_mut());
         let mut records = Vec::new();
-        // Container lifecycle first, so records of a new container find it registered.
+        let mut removals = Vec::new();
+        // Creations first, so a new container's first records find it registered; removals
+        // last, so a container's last records (its final exits) are still attributed to it.
         for event in events {
             match event {
                 KernelEvent::CgroupCreated(created) => self.cgroup_created(created),
-                KernelEvent::CgroupRemoved(removed) => self.cgroup_removed(removed),
+                KernelEvent::CgroupRemoved(removed) => removals.push(removed),
                 KernelEvent::Record(record) => records.push(record),
             }
         }
@@ -287,6 +293,9 @@ impl Agent {
         }
         for event in records {
             self.record(event, true);
+        }
+        for removed in removals {
+            self.cgroup_removed(removed);
         }
         let undecodable = self.undecodable.replace(0);
         if undecodable > 0 {

@@ -38,6 +38,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Evaluate a detector offline on a labelled data set (ADFA-LD, LID-DS 2021).
+    Eval(kanary_detect::eval::EvalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
             print!("{}", toml_of(&config)?);
             Ok(())
         }),
+        Command::Eval(args) => kanary_detect::eval::run(&args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

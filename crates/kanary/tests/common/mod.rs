@@ -148,13 +148,7 @@ impl Agent {
                 panic!("kanary exited ({status}) before {what}");
             }
             if Instant::now() > deadline {
-                let tail: Vec<String> = self
-                    .records
-                    .iter()
-                    .rev()
-                    .take(15)
-                    .map(short)
-                    .collect();
+                let tail: Vec<String> = self.records.iter().rev().take(15).map(short).collect();
                 panic!("timed out after {timeout:?} waiting for {what}; last records (newest first):\n{}", tail.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(100));

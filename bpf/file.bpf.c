@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * file: which files a container opens (de-duplicated in the kernel) and how much it reads and
+ * writes.
+ *
+ * Hooks: tracepoint/syscalls/sys_enter_{open,openat,openat2,creat} remember the path pointer and
+ *        flags of the thread's open; the matching sys_exit_* reads the path (now resident: the
+ *        kernel has just copied it) and the result, counts it and reports it unless it is a
+ *        recent repeat. tracepoint/syscalls/sys_exit_{read,pread64,readv,preadv,preadv2,write,
+ *        pwrite64,writev,pwritev,pwritev2} count calls and bytes. Classic syscall tracepoints
+ *        fire only for their own syscall, so the host's other syscalls cost nothing here.
+ * Maps:  file_counts (per-CPU array, slot -> struct file_counts),
+ *        pending_opens (task storage: the open in flight on this thread),
+ *        open_dedup (LRU hash, struct open_key -> when it was last reported and the repeats
+ *        since; sized by collectors.file.dedup_entries),
+ *        key_scratch (per-CPU: the 264-byte key does not fit the 512-byte stack comfortably),
+ *        events (ring buffer of struct open_event).
+ *
+ * A repeat within targ_renotify_ns only bumps the entry's repeat counter (lock-free); the LRU's
+ * lock is taken only when a key is new, so a container re-opening the same files costs lookups.
+ */
+#include "common.h"
+
+KANARY_RINGBUF();
+
+/* A repeated open is reported again (with its repeat count) after this long; 0: never
+ * de-duplicate. */
+const volatile __u64 targ_renotify_ns = 300ULL * 1000000000ULL;
+
+/* Open flags (uapi asm-generic/fcntl.h, the same on x86_64 and arm64). */
+#define KANARY_O_ACCMODE 00000003
+#define KANARY_O_WRONLY 00000001
+#define KANARY_O_CREAT 00000100
+#define KANARY_O_TRUNC 00001000
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 257);
+	__type(key, __u32);
+	__type(value, struct file_counts);
+} file_counts SEC(".maps");
+
+struct pending_open {
+	__u64 filename; /* user pointer to the path */
+	__u64 how;	/* openat2: user pointer to struct open_how (flags are read at exit) */
+	__u32 flags;
+	__u32 active; /* 1 between entry and exit */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pending_open);
+} pending_opens SEC(".maps");
+
+struct open_seen {
+	__u64 reported_ns; /* bpf_ktime_get_boot_ns() of the last report */
+	__u64 repeats;	   /* opens folded since then */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct open_key);
+	__type(value, struct open_seen);
+} open_dedup SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct open_key);
+} key_scratch SEC(".maps");
+
+static __always_inline int remember_open(__u64 filename, __u64 how, __u32 flags)
+{
+	if (!kanary_current_container())
+		return 0;
+
+	struct pending_open *p = bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0,
+						      BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!p)
+		return 0;
+	p->filename = filename;
+	p->how = how;
+	p->flags = flags;
+	p->active = 1;
+	return 0;
+}
+
+/*
+ * True when this open is a repeat to fold into its last report; otherwise *repeats is set to
+ * the opens folded since that report and the key counts as reported now.
+ */
+static __always_inline bool is_recent_repeat(const struct open_key *key, __u32 slot, __u64 *repeats)
+{
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct open_seen *seen = bpf_map_lookup_elem(&open_dedup, key);
+
+	if (seen) {
+		__u64 last = seen->reported_ns;
+
+		if (now - last < targ_renotify_ns) {
+			__sync_fetch_and_add(&seen->repeats, 1);
+			return true;
+		}
+		/* Due again. Only the CPU that moves the timestamp reports it, so two CPUs seeing
+		 * the same expired entry do not both stream it. */
+		if (__sync_val_compare_and_swap(&seen->reported_ns, last, now) != last) {
+			__sync_fetch_and_add(&seen->repeats, 1);
+			return true;
+		}
+		*repeats = __sync_lock_test_and_set(&seen->repeats, 0);
+		return false;
+	}
+
+	struct open_seen fresh = { .reported_ns = now };
+
+	*repeats = 0;
+	switch (bpf_map_update_elem(&open_dedup, key, &fresh, BPF_NOEXIST)) {
+	case 0:
+		break;
+	case -KANARY_EEXIST: /* another CPU reported the same key just now */
+		seen = bpf_map_lookup_elem(&open_dedup, key);
+		if (seen)
+			__sync_fetch_and_add(&seen->repeats, 1);
+		return true;
+	default: /* no memory for the entry: report it undeduplicated, and say so */
+		kanary_count_drop(slot, DROP_MAP_FULL);
+		break;
+	}
+	return false;
+}
+
+static __always_inline int report_open(long ret)
+{
+	const struct container_slot *c = kanary_current_container();
+
+	if (!c)
+		return 0;
+
+	struct pending_open *p =
+		bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0, 0);
+
+	if (!p || !p->active)
+		return 0;
+	p->active = 0;
+
+	__u32 slot = c->slot;
+	struct file_counts *counts = bpf_map_lookup_elem(&file_counts, &slot);
+
+	if (counts) {
+		counts->opens++;
+		if (ret < 0)
+			counts->open_failures++;
+	}
+
+	__u32 flags = p->flags;
+
+	if (p->how) {
+		__u64 how_flags = 0; /* struct open_how starts with its 64-bit flags */
+
+		bpf_probe_read_user(&how_flags, sizeof(how_flags), (const void *)p->how);
+		flags = how_flags;
+	}
+
+	__u32 zero = 0;
+	struct open_key *key = bpf_map_lookup_elem(&key_scratch, &zero);
+
+	if (!key)
+		return 0;
+	/* Zero the whole key first: the string read stops at the NUL and the rest is hashed too. */
+	__builtin_memset(key, 0, sizeof(*key));
+	key->slot = slot;
+	key->access = flags & KANARY_O_ACCMODE;
+	key->failed = ret < 0;
+	bpf_probe_read_user_str(key->path, sizeof(key->path), (const char *)p->filename);
+
+	__u64 repeats = 0;
+
+	if (is_recent_repeat(key, slot, &repeats))
+		return 0;
+
+	struct open_event *e = kanary_reserve(&events, struct open_event, c, EVENT_OPEN);
+
+	if (!e) {
+		/* Not streamed: forget the key so the next open of it is reported. */
+		bpf_map_delete_elem(&open_dedup, key);
+		return 0;
+	}
+	e->result = ret;
+	e->repeats = repeats;
+	e->flags = flags;
+	e->pad = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_probe_read_kernel(e->path, sizeof(e->path), key->path);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int count_io(long ret, bool write)
+{
+	const struct container_slot *c = kanary_current_container();
+
+	if (!c)
+		return 0;
+
+	__u32 slot = c->slot;
+	struct file_counts *counts = bpf_map_lookup_elem(&file_counts, &slot);
+
+	if (!counts)
+		return 0;
+	if (write) {
+		counts->writes++;
+		if (ret > 0)
+			counts->write_bytes += ret;
+	} else {
+		counts->reads++;
+		if (ret > 0)
+			counts->read_bytes += ret;
+	}
+	return 0;
+}
+
+/* An open-family entry: where its path, open_how and flags are. */
+#define OPEN_ENTER(name, filename, how, flags)                                                     \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                                \
+	int kanary_enter_##name(struct trace_event_raw_sys_enter *ctx)                             \
+	{                                                                                          \
+		return remember_open(filename, how, flags);                                        \
+	}                                                                                          \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                                 \
+	int kanary_exit_##name(struct trace_event_raw_sys_exit *ctx)                               \
+	{                                                                                          \
+		return report_open(ctx->ret);                                                      \
+	}
+
+OPEN_ENTER(open, ctx->args[0], 0, ctx->args[1])
+OPEN_ENTER(openat, ctx->args[1], 0, ctx->args[2])
+OPEN_ENTER(openat2, ctx->args[1], ctx->args[2], 0)
+OPEN_ENTER(creat, ctx->args[0], 0, KANARY_O_CREAT | KANARY_O_WRONLY | KANARY_O_TRUNC)
+
+/* A read- or write-family exit. */
+#define IO_EXIT(name, write)                                                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                                 \
+	int kanary_exit_##name(struct trace_event_raw_sys_exit *ctx)                               \
+	{                                                                                          \
+		return count_io(ctx->ret, write);                                                  \
+	}
+
+IO_EXIT(read, false)
+IO_EXIT(pread64, false)
+IO_EXIT(readv, false)
+IO_EXIT(preadv, false)
+IO_EXIT(preadv2, false)
+IO_EXIT(write, true)
+IO_EXIT(pwrite64, true)
+IO_EXIT(writev, true)
+IO_EXIT(pwritev, true)
+IO_EXIT(pwritev2, true)
+
+/* Forces the shared types into BTF so the skeleton generates their Rust types. */
+struct open_event _open_event_type = {};
+struct open_key _open_key_type = {};

@@ -1,0 +1,290 @@
+//! `file`: the files a container opens, de-duplicated in the kernel, and its read/write volume
+//! (`bpf/file.bpf.c`).
+
+use kanary_model::config::DedupStreamConfig;
+use kanary_model::errno;
+use kanary_model::record::{Access, Open, RecordBody};
+use kanary_model::stats::FileStats;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapHandle};
+
+use crate::collector::{
+    record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
+};
+use crate::error::{map_error, Error, Result};
+use crate::kernel::{
+    c_string, handle, object_storage, read_percpu, read_pod, sum_per_cpu, zero_percpu, Deltas,
+    DropsMap,
+};
+use crate::skel::file::{types, FileSkel, FileSkelBuilder};
+use crate::tracefs::{attach_all, skip_missing_syscall_tracepoints};
+
+/// Collector name.
+pub const NAME: &str = "file";
+
+/// Open flags (uapi asm-generic/fcntl.h, the same on x86_64 and arm64).
+const O_ACCMODE: u32 = 0o3;
+const O_WRONLY: u32 = 0o1;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
+
+// SAFETY: generated from C structs of integers and byte arrays only: every bit pattern is valid.
+unsafe impl plain::Plain for types::open_event {}
+unsafe impl plain::Plain for types::open_key {}
+unsafe impl plain::Plain for types::file_counts {}
+
+/// The loaded `file` collector.
+pub struct FileCollector {
+    _skel: FileSkel<'static>,
+    _links: Vec<Link>,
+    counts: MapHandle,
+    dedup: MapHandle,
+    deltas: Deltas,
+}
+
+/// Opens, sizes, loads and attaches the collector.
+pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
+    let load_error = |source| Error::Load {
+        collector: NAME,
+        source,
+    };
+    let config: &DedupStreamConfig = &ctx.config.collectors.file;
+    // 1. Open: parse the object; nothing is in the kernel yet.
+    let mut open = FileSkelBuilder::default()
+        .open(object_storage())
+        .map_err(load_error)?;
+    // 2. Use the agent's container filter instead of this object's own copy.
+    ctx.filter.share(&mut open.maps.watched_cgroups)?;
+    // 3. Size the maps: per-container ones get one entry per slot.
+    let sizes = [
+        (&mut open.maps.drops, ctx.slots),
+        (&mut open.maps.file_counts, ctx.slots),
+        (&mut open.maps.open_dedup, config.dedup_entries),
+        (&mut open.maps.events, config.ringbuf_bytes),
+    ];
+    for (map, entries) in sizes {
+        map.set_max_entries(entries).map_err(load_error)?;
+    }
+    // 4. Read-only tunables, fixed for the life of the program.
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.targ_include_host = ctx.config.agent.include_host;
+        rodata.targ_renotify_ns =
+            u64::try_from(config.renotify_after.as_nanos()).unwrap_or(u64::MAX);
+    }
+    // open and creat have no tracepoints on arm64 (no such syscalls there).
+    skip_missing_syscall_tracepoints(open.open_object_mut(), NAME);
+    // 5. Load (the verifier runs here), then 6. attach every program.
+    let skel = open.load().map_err(load_error)?;
+    let links = attach_all(skel.object(), NAME)?;
+    let streams = vec![EventStream {
+        map: handle(&skel.maps.events, NAME, "events")?,
+        decode: Box::new(decode),
+    }];
+    let drops = DropsMap::new(NAME, &skel.maps.drops)?;
+    let collector = FileCollector {
+        counts: handle(&skel.maps.file_counts, NAME, "file_counts")?,
+        dedup: handle(&skel.maps.open_dedup, NAME, "open_dedup")?,
+        _skel: skel,
+        _links: links,
+        deltas: Deltas::default(),
+    };
+    Ok(Loaded {
+        collector: Box::new(collector),
+        streams,
+        drops: Some(drops),
+    })
+}
+
+impl Collector for FileCollector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn container_removed(&mut self, slot: Slot) -> Result<()> {
+        self.deltas.forget(slot);
+        zero_percpu(&self.counts, slot, NAME, "file_counts")?;
+        // A recycled slot must not inherit the old container's de-duplication state, or the
+        // new container's first opens of the same paths would go unreported.
+        let stale: Vec<Vec<u8>> = self
+            .dedup
+            .keys()
+            .filter(|key| read_pod::<types::open_key>(key).is_some_and(|k| k.slot == slot))
+            .collect();
+        for key in stale {
+            match self.dedup.delete(&key) {
+                Ok(()) => {}
+                // Evicted by the LRU meanwhile.
+                Err(error) if error.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(error) => return Err(map_error(NAME, "open_dedup")(error)),
+            }
+        }
+        Ok(())
+    }
+
+    fn collect(&mut self, batch: &mut StatsBatch) -> Result<()> {
+        for (&slot, stats) in batch.by_slot.iter_mut() {
+            let per_cpu: Vec<types::file_counts> =
+                read_percpu(&self.counts, slot, NAME, "file_counts")?;
+            let total = sum_per_cpu::<6>(per_cpu.iter().map(|c| {
+                [
+                    c.opens,
+                    c.open_failures,
+                    c.reads,
+                    c.writes,
+                    c.read_bytes,
+                    c.write_bytes,
+                ]
+            }));
+            let delta = self.deltas.delta(slot, &total);
+            stats.file = Some(file_stats(&delta));
+        }
+        Ok(())
+    }
+}
+
+/// The stats section from the six counter deltas, in `struct file_counts` order.
+fn file_stats(delta: &[u64]) -> FileStats {
+    let at = |i: usize| delta.get(i).copied().unwrap_or(0);
+    FileStats {
+        opens: at(0),
+        open_failures: at(1),
+        reads: at(2),
+        writes: at(3),
+        read_bytes: at(4),
+        write_bytes: at(5),
+    }
+}
+
+/// The access class of open flags (`O_ACCMODE` 3, which Linux accepts, counts as read-write).
+fn access(flags: u32) -> Access {
+    match flags & O_ACCMODE {
+        0 => Access::Read,
+        O_WRONLY => Access::Write,
+        _ => Access::ReadWrite,
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<KernelEvent> {
+    let raw: types::open_event = read_pod(bytes)?;
+    let result = raw.result;
+    let error = (result < 0)
+        .then(|| errno::name(-result).map_or_else(|| format!("errno {}", -result), String::from));
+    Some(record_event(
+        raw.hdr.ts_boot_ns,
+        raw.hdr.cgroup_id,
+        raw.hdr.slot,
+        RecordBody::Open(Open {
+            container: Default::default(),
+            pid: raw.hdr.pid,
+            comm: c_string(&raw.comm.map(|c| c as u8)),
+            path: c_string(&raw.path.map(|c| c as u8)),
+            flags: raw.flags,
+            access: access(raw.flags),
+            create: raw.flags & O_CREAT != 0,
+            truncate: raw.flags & O_TRUNC != 0,
+            result,
+            error,
+            repeats: raw.repeats,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const O_RDWR: u32 = 0o2;
+
+    fn event(path: &str, flags: u32, result: i64, repeats: u64) -> Vec<u8> {
+        let mut raw = types::open_event::default();
+        raw.hdr.ts_boot_ns = 42;
+        raw.hdr.cgroup_id = 7;
+        raw.hdr.slot = 3;
+        raw.hdr.kind = 7;
+        raw.hdr.pid = 100;
+        raw.hdr.tid = 101;
+        raw.result = result;
+        raw.repeats = repeats;
+        raw.flags = flags;
+        for (dst, src) in raw.comm.iter_mut().zip(b"cat\0") {
+            *dst = *src as _;
+        }
+        for (dst, src) in raw.path.iter_mut().zip(path.bytes().chain([0])) {
+            *dst = src as _;
+        }
+        // SAFETY: open_event is plain old data; viewing it as bytes is always valid.
+        unsafe { plain::as_bytes(&raw) }.to_vec()
+    }
+
+    fn open_of(bytes: &[u8]) -> (Slot, Open) {
+        match decode(bytes) {
+            Some(KernelEvent::Record(r)) => match r.body {
+                RecordBody::Open(open) => (r.slot, open),
+                other => panic!("not an open: {other:?}"),
+            },
+            other => panic!("not a record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_a_successful_read_open() {
+        let (slot, open) = open_of(&event("/etc/passwd", 0o2000000, 3, 0));
+        assert_eq!(slot, 3);
+        assert_eq!(open.pid, 100);
+        assert_eq!(open.comm, "cat");
+        assert_eq!(open.path, "/etc/passwd");
+        assert_eq!(open.access, Access::Read);
+        assert!(!open.create && !open.truncate);
+        assert_eq!(open.result, 3);
+        assert_eq!(open.error, None);
+        assert_eq!(open.repeats, 0);
+    }
+
+    #[test]
+    fn decodes_a_failed_creating_write_open() {
+        let flags = O_WRONLY | O_CREAT | O_TRUNC;
+        let (_, open) = open_of(&event("/nonexistent/x", flags, -2, 12));
+        assert_eq!(open.access, Access::Write);
+        assert!(open.create && open.truncate);
+        assert_eq!(open.result, -2);
+        assert_eq!(open.error.as_deref(), Some("ENOENT"));
+        assert_eq!(open.repeats, 12);
+        assert_eq!(open.flags, flags);
+    }
+
+    #[test]
+    fn unknown_errno_is_named_by_number() {
+        let (_, open) = open_of(&event("x", 0, -4000, 0));
+        assert_eq!(open.error.as_deref(), Some("errno 4000"));
+    }
+
+    #[test]
+    fn a_short_record_is_not_decoded() {
+        let bytes = event("/x", 0, 0, 0);
+        assert!(decode(&bytes[..bytes.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn access_classes() {
+        assert_eq!(access(0), Access::Read);
+        assert_eq!(access(O_WRONLY | O_CREAT), Access::Write);
+        assert_eq!(access(O_RDWR), Access::ReadWrite);
+        assert_eq!(access(O_ACCMODE), Access::ReadWrite);
+    }
+
+    #[test]
+    fn stats_follow_the_kernel_struct_order() {
+        let stats = file_stats(&[1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            stats,
+            FileStats {
+                opens: 1,
+                open_failures: 2,
+                reads: 3,
+                writes: 4,
+                read_bytes: 5,
+                write_bytes: 6,
+            }
+        );
+    }
+}

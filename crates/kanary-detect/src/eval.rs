@@ -16,19 +16,21 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::combined::{CombinedConfig, CombinedDetector};
 use crate::dataset::{Part, Trace};
 use crate::detector::{Calibration, Detector};
 use crate::error::{DetectError, Result};
 use crate::frequency::{FrequencyConfig, FrequencyDetector};
 use crate::metrics::{self, OperatingPoint};
 use crate::names::{Abi, SyscallNames};
-use crate::sequence::{SequenceConfig, SequenceDetector};
+use crate::sequence::{Aggregate, SequenceConfig, SequenceDetector};
 use crate::window::check_ngram_len;
 use crate::{adfa, lidds};
 
-/// The n-gram length `kanary eval` uses unless told otherwise (see `docs/detection.md` for how it
-/// was chosen).
-pub const DEFAULT_NGRAM_LEN: u32 = 5;
+/// The n-gram length `kanary eval` uses unless told otherwise: the length of lowest held-out
+/// cross-entropy on ADFA-LD's training traces among 5..=7 (`examples/tune.rs`,
+/// `docs/detection.md`).
+pub const DEFAULT_NGRAM_LEN: u32 = 7;
 
 /// Data set formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,10 +44,23 @@ pub enum Format {
 /// Which detector to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DetectorKind {
+    /// The sequence and frequency detectors' standardised scores, averaged (the default).
+    Combined,
     /// The n-gram language model over per-thread syscall sequences.
     Sequence,
     /// Nearest neighbours over syscall-frequency profiles.
     Frequency,
+}
+
+impl DetectorKind {
+    /// The detector's name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorKind::Combined => "combined",
+            DetectorKind::Sequence => "sequence",
+            DetectorKind::Frequency => "frequency",
+        }
+    }
 }
 
 /// `kanary eval` arguments.
@@ -74,8 +89,33 @@ pub struct EvalArgs {
     #[arg(long, value_name = "SYSCALLS")]
     pub window: Option<u64>,
     /// Detector to evaluate.
-    #[arg(long, value_enum, default_value = "sequence")]
+    #[arg(long, value_enum, default_value = "combined")]
     pub detector: DetectorKind,
+    /// How the sequence detector aggregates a window's n-gram surprisals (also inside the
+    /// combined detector).
+    #[arg(long, value_enum, default_value = "mean")]
+    pub aggregate: AggregateArg,
+}
+
+/// The sequence aggregates `kanary eval` offers (see [`Aggregate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AggregateArg {
+    /// Mean surprisal: the window's cross-entropy (the default).
+    Mean,
+    /// Share of n-grams never seen while learning: STIDE's mismatch rate.
+    Mismatch,
+    /// Surprisal of the rarest n-gram.
+    Max,
+}
+
+impl From<AggregateArg> for Aggregate {
+    fn from(arg: AggregateArg) -> Aggregate {
+        match arg {
+            AggregateArg::Mean => Aggregate::Mean,
+            AggregateArg::Mismatch => Aggregate::UnseenMass,
+            AggregateArg::Max => Aggregate::Max,
+        }
+    }
 }
 
 /// Everything an evaluation needs besides the data.
@@ -100,7 +140,7 @@ impl Default for EvalOptions {
         EvalOptions {
             ngram_len: DEFAULT_NGRAM_LEN,
             window: None,
-            detector: DetectorKind::Sequence,
+            detector: DetectorKind::Combined,
             sequence: SequenceConfig::default(),
             frequency: FrequencyConfig::default(),
             calibration: Calibration::default(),
@@ -203,21 +243,26 @@ pub fn evaluate(data: &Dataset, options: &EvalOptions) -> Result<Report> {
             "the n-gram length must be 2..=7".into(),
         ));
     }
+    let sequence = SequenceConfig {
+        names: data.names.clone(),
+        ..options.sequence.clone()
+    };
+    let frequency = FrequencyConfig {
+        names: data.names.clone(),
+        ..options.frequency.clone()
+    };
     match options.detector {
-        DetectorKind::Sequence => {
-            let config = SequenceConfig {
-                names: data.names.clone(),
-                ..options.sequence.clone()
+        DetectorKind::Combined => {
+            let config = CombinedConfig {
+                sequence,
+                frequency,
+                folds: options.calibration.folds,
+                ..CombinedConfig::default()
             };
-            evaluate_with(SequenceDetector::new(config), data, options)
+            evaluate_with(CombinedDetector::new(config), data, options)
         }
-        DetectorKind::Frequency => {
-            let config = FrequencyConfig {
-                names: data.names.clone(),
-                ..options.frequency.clone()
-            };
-            evaluate_with(FrequencyDetector::new(config), data, options)
-        }
+        DetectorKind::Sequence => evaluate_with(SequenceDetector::new(sequence), data, options),
+        DetectorKind::Frequency => evaluate_with(FrequencyDetector::new(frequency), data, options),
     }
 }
 
@@ -336,8 +381,8 @@ fn csv_field(text: &str) -> String {
 /// Human-readable report.
 pub fn render(report: &Report, args: &EvalArgs, options: &EvalOptions) -> String {
     let detector = match args.detector {
-        DetectorKind::Sequence => "sequence",
-        DetectorKind::Frequency => "frequency",
+        DetectorKind::Frequency => "frequency".to_string(),
+        kind => format!("{} ({:?} aggregate)", kind.name(), args.aggregate).to_lowercase(),
     };
     let window = options.window.map_or_else(
         || "one window per trace".to_string(),
@@ -380,6 +425,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         ngram_len: args.ngram_len,
         window: args.window,
         detector: args.detector,
+        sequence: SequenceConfig {
+            aggregate: args.aggregate.into(),
+            ..SequenceConfig::default()
+        },
         ..EvalOptions::default()
     };
     let data = load(args.format, &args.train, &args.normal, &args.attack)?;
@@ -436,7 +485,8 @@ mod tests {
             scores: Some(scores.clone()),
             ngram_len: 3,
             window: None,
-            detector: DetectorKind::Sequence,
+            detector: DetectorKind::Combined,
+            aggregate: AggregateArg::Mean,
         };
         run(&args).unwrap();
         let csv = std::fs::read_to_string(&scores).unwrap();
@@ -447,7 +497,11 @@ mod tests {
             "quoted: {csv}"
         );
         let data = load(Format::Adfa, &args.train, &args.normal, &args.attack).unwrap();
-        for detector in [DetectorKind::Sequence, DetectorKind::Frequency] {
+        for detector in [
+            DetectorKind::Combined,
+            DetectorKind::Sequence,
+            DetectorKind::Frequency,
+        ] {
             let options = EvalOptions {
                 ngram_len: 3,
                 detector,
@@ -475,6 +529,7 @@ mod tests {
                 ngram_len: 3,
                 window: None,
                 detector: DetectorKind::Sequence,
+                aggregate: AggregateArg::Mean,
             };
             run(&args).unwrap_err().to_string()
         };

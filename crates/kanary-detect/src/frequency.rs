@@ -112,6 +112,16 @@ impl FrequencyDetector {
         self.profiles.len()
     }
 
+    /// Estimated heap bytes of the kept profiles.
+    pub fn table_bytes(&self) -> usize {
+        self.profiles.capacity() * std::mem::size_of::<Profile>()
+            + self
+                .profiles
+                .iter()
+                .map(|p| p.capacity() * std::mem::size_of::<(u32, f64)>())
+                .sum::<usize>()
+    }
+
     /// Distances from `p` to every profile, sorted ascending with the profile's index.
     fn nearest(&self, p: &Profile) -> Result<Vec<(f64, usize)>> {
         if self.profiles.is_empty() {
@@ -166,6 +176,7 @@ impl Detector for FrequencyDetector {
                 .filter_map(|i| profiles.get(i * len / keep).cloned())
                 .collect();
         }
+        profiles.shrink_to_fit();
         self.profiles = profiles;
         Ok(())
     }

@@ -15,13 +15,14 @@
 //!   is a high quantile of those held-out scores), then scores new windows into a [`Finding`]
 //!   that says which features made the score (n-grams or syscalls by name, learnt baseline
 //!   against observed). No attack data is needed or used to set a threshold.
-//! * **Two complementary detectors.** [`SequenceDetector`]: an interpolated modified Kneser-Ney
-//!   n-gram language model over per-thread syscall sequences, scoring a window by the surprisal
-//!   of its rarest n-gram (new code paths: a shell, an exploit's syscalls).
-//!   [`FrequencyDetector`]: nearest-neighbour Hellinger distance between syscall-frequency
-//!   profiles (a changed mix of known syscalls, e.g. a brute force or a scan). Both are
-//!   deterministic and cheap: scoring a window is a hash lookup per distinct n-gram, or one sparse
-//!   dot product per kept profile.
+//! * **Two complementary detectors, and their sum.** [`SequenceDetector`]: an interpolated
+//!   modified Kneser-Ney n-gram language model over per-thread syscall sequences, scoring a window
+//!   by its cross-entropy, the mean surprisal of its n-grams (new code paths: a shell, an
+//!   exploit's syscalls). [`FrequencyDetector`]: nearest-neighbour Hellinger distance between
+//!   syscall-frequency profiles (a changed mix of known syscalls, e.g. a brute force or a scan).
+//!   [`CombinedDetector`]: the mean of the two scores, each standardised by its own held-out
+//!   normal scores. All are deterministic and cheap: scoring a window is a few hash lookups per
+//!   distinct n-gram, and one sparse dot product per kept profile.
 //! * **Persistable.** Detector state is serde data with a format version ([`detector::to_json`],
 //!   [`detector::from_json`]), so the agent can learn once and reload.
 //! * **Honest evaluation.** [`eval`] (`kanary eval`) learns from a training folder only, scores
@@ -33,6 +34,7 @@
 #![deny(missing_docs)]
 
 pub mod adfa;
+pub mod combined;
 pub mod dataset;
 pub mod detector;
 pub mod error;
@@ -45,6 +47,7 @@ pub mod names;
 pub mod sequence;
 pub mod window;
 
+pub use combined::{CombinedConfig, CombinedDetector};
 pub use detector::{Calibration, Contribution, Detector, Finding};
 pub use error::{DetectError, Result};
 pub use frequency::{FrequencyConfig, FrequencyDetector};

@@ -24,7 +24,9 @@
 //!   normal scores. All are deterministic and cheap: scoring a window is a few hash lookups per
 //!   distinct n-gram, and one sparse dot product per kept profile.
 //! * **Persistable.** Detector state is serde data with a format version ([`detector::to_json`],
-//!   [`detector::from_json`]), so the agent can learn once and reload.
+//!   [`detector::from_json`]), so the agent can learn once and reload. A [`baseline::Baseline`]
+//!   wraps the combined detector per container image with its learning lifecycle (learn for a
+//!   while, calibrate, detect) in a versioned envelope; the `kanary-store` crate persists it.
 //! * **Honest evaluation.** [`eval`] (`kanary eval`) learns from a training folder only, scores
 //!   normal and attack folders at trace level, and reports AUC and detection at 1% and 5% false
 //!   alarms; readers for ADFA-LD ([`adfa`]) and LID-DS 2021 ([`lidds`]) turn the data sets into
@@ -34,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod adfa;
+pub mod baseline;
 pub mod combined;
 pub mod dataset;
 pub mod detector;

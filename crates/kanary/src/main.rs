@@ -40,6 +40,11 @@ enum Command {
     },
     /// Evaluate a detector offline on a labelled data set (ADFA-LD, LID-DS 2021).
     Eval(kanary_detect::eval::EvalArgs),
+    /// Manage the learnt per-image baselines: list, export, import, reset.
+    Baseline {
+        #[command(subcommand)]
+        command: kanary_store::cli::BaselineCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,6 +119,13 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Eval(args) => kanary_detect::eval::run(&args).map_err(Into::into),
+        Command::Baseline { command } => kanary_store::cli::run(
+            &command,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+            std::time::SystemTime::now(),
+        )
+        .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

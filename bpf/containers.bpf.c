@@ -68,6 +68,29 @@ struct {
 	__type(value, char[NAME_SCAN_MAX]);
 } name_scratch SEC(".maps");
 
+/* Streams a cgroup event about `cgid`, under the slot and flags of its filter entry. */
+static __always_inline void report_cgroup(__u32 kind, __u64 cgid,
+					  const struct container_slot *entry, __u64 parent_id,
+					  __u32 slot_error, const char *path)
+{
+	struct cgroup_event *e = kanary_reserve(&events, struct cgroup_event, entry, kind);
+
+	if (!e)
+		return;
+	/* About the cgroup, not the task that made it. A removal has no task of interest: a
+	 * cgroup is removed once empty, by whoever manages it. */
+	e->hdr.cgroup_id = cgid;
+	if (kind == EVENT_CGROUP_RMDIR) {
+		e->hdr.pid = 0;
+		e->hdr.tid = 0;
+	}
+	e->parent_cgroup_id = parent_id;
+	e->flags = entry->flags;
+	e->slot_error = slot_error;
+	bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
+	bpf_ringbuf_submit(e, 0);
+}
+
 SEC("tp_btf/cgroup_mkdir")
 int BPF_PROG(kanary_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 {
@@ -106,24 +129,7 @@ int BPF_PROG(kanary_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 	}
 	if (slot_error)
 		kanary_count_drop(KANARY_HOST_SLOT, DROP_MAP_FULL);
-
-	struct cgroup_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e) {
-		kanary_count_drop(entry.slot, DROP_RINGBUF);
-		return 0;
-	}
-	e->hdr.ts_boot_ns = bpf_ktime_get_boot_ns();
-	e->hdr.cgroup_id = cgid;
-	e->hdr.slot = entry.slot;
-	e->hdr.kind = EVENT_CGROUP_MKDIR;
-	e->hdr.pid = bpf_get_current_pid_tgid() >> 32;
-	e->hdr.tid = (__u32)bpf_get_current_pid_tgid();
-	e->parent_cgroup_id = parent_id;
-	e->flags = entry.flags;
-	e->slot_error = slot_error;
-	bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
-	bpf_ringbuf_submit(e, 0);
+	report_cgroup(EVENT_CGROUP_MKDIR, cgid, &entry, parent_id, slot_error, path);
 	return 0;
 }
 
@@ -144,24 +150,7 @@ int BPF_PROG(kanary_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 	/* No process can run in a removed cgroup, so the filter entry goes now; the agent recycles
 	 * the slot after its final read of the slot's counters. */
 	bpf_map_delete_elem(&watched_cgroups, &cgid);
-
-	struct cgroup_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e) {
-		kanary_count_drop(gone.slot, DROP_RINGBUF);
-		return 0;
-	}
-	e->hdr.ts_boot_ns = bpf_ktime_get_boot_ns();
-	e->hdr.cgroup_id = cgid;
-	e->hdr.slot = gone.slot;
-	e->hdr.kind = EVENT_CGROUP_RMDIR;
-	e->hdr.pid = 0;
-	e->hdr.tid = 0;
-	e->parent_cgroup_id = 0;
-	e->flags = gone.flags;
-	e->slot_error = 0;
-	bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
-	bpf_ringbuf_submit(e, 0);
+	report_cgroup(EVENT_CGROUP_RMDIR, cgid, &gone, 0, 0, path);
 	return 0;
 }
 

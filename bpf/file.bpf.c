@@ -11,8 +11,8 @@
  *        fire only for their own syscall, so the host's other syscalls cost nothing here.
  * Maps:  file_counts (per-CPU array, slot -> struct file_counts),
  *        pending_opens (task storage: the open in flight on this thread),
- *        open_dedup (LRU hash, struct open_key -> when it was last reported and the repeats
- *        since; sized by collectors.file.dedup_entries),
+ *        open_dedup (KANARY_DEDUP_MAP, struct open_key -> when it was last reported and the
+ *        repeats since; sized by collectors.file.dedup_entries),
  *        key_scratch (per-CPU: the 264-byte key does not fit the 512-byte stack comfortably),
  *        events (ring buffer of struct open_event).
  *
@@ -54,17 +54,7 @@ struct {
 	__type(value, struct pending_open);
 } pending_opens SEC(".maps");
 
-struct open_seen {
-	__u64 reported_ns; /* bpf_ktime_get_boot_ns() of the last report */
-	__u64 repeats;	   /* opens folded since then */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct open_key);
-	__type(value, struct open_seen);
-} open_dedup SEC(".maps");
+KANARY_DEDUP_MAP(open_dedup, struct open_key);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -88,50 +78,6 @@ static __always_inline int remember_open(__u64 filename, __u64 how, __u32 flags)
 	p->flags = flags;
 	p->active = 1;
 	return 0;
-}
-
-/*
- * True when this open is a repeat to fold into its last report; otherwise *repeats is set to
- * the opens folded since that report and the key counts as reported now.
- */
-static __always_inline bool is_recent_repeat(const struct open_key *key, __u32 slot, __u64 *repeats)
-{
-	__u64 now = bpf_ktime_get_boot_ns();
-	struct open_seen *seen = bpf_map_lookup_elem(&open_dedup, key);
-
-	if (seen) {
-		__u64 last = seen->reported_ns;
-
-		if (now - last < targ_renotify_ns) {
-			__sync_fetch_and_add(&seen->repeats, 1);
-			return true;
-		}
-		/* Due again. Only the CPU that moves the timestamp reports it, so two CPUs seeing
-		 * the same expired entry do not both stream it. */
-		if (__sync_val_compare_and_swap(&seen->reported_ns, last, now) != last) {
-			__sync_fetch_and_add(&seen->repeats, 1);
-			return true;
-		}
-		*repeats = __sync_lock_test_and_set(&seen->repeats, 0);
-		return false;
-	}
-
-	struct open_seen fresh = { .reported_ns = now };
-
-	*repeats = 0;
-	switch (bpf_map_update_elem(&open_dedup, key, &fresh, BPF_NOEXIST)) {
-	case 0:
-		break;
-	case -KANARY_EEXIST: /* another CPU reported the same key just now */
-		seen = bpf_map_lookup_elem(&open_dedup, key);
-		if (seen)
-			__sync_fetch_and_add(&seen->repeats, 1);
-		return true;
-	default: /* no memory for the entry: report it undeduplicated, and say so */
-		kanary_count_drop(slot, DROP_MAP_FULL);
-		break;
-	}
-	return false;
 }
 
 static __always_inline int report_open(long ret)
@@ -180,7 +126,8 @@ static __always_inline int report_open(long ret)
 
 	__u64 repeats = 0;
 
-	if (is_recent_repeat(key, slot, &repeats))
+	if (!kanary_dedup_report(&open_dedup, key, bpf_ktime_get_boot_ns(), targ_renotify_ns, slot,
+				 &repeats))
 		return 0;
 
 	struct open_event *e = kanary_reserve(&events, struct open_event, c, EVENT_OPEN);
@@ -224,31 +171,18 @@ static __always_inline int count_io(long ret, bool write)
 	return 0;
 }
 
-/* An open-family entry: where its path, open_how and flags are. */
-#define OPEN_ENTER(name, filename, how, flags)                                                     \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                                \
-	int kanary_enter_##name(struct trace_event_raw_sys_enter *ctx)                             \
-	{                                                                                          \
-		return remember_open(filename, how, flags);                                        \
-	}                                                                                          \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                                 \
-	int kanary_exit_##name(struct trace_event_raw_sys_exit *ctx)                               \
-	{                                                                                          \
-		return report_open(ctx->ret);                                                      \
-	}
+/* An open-family call: where its path, open_how and flags are at entry. */
+#define OPEN_CALL(name, filename, how, flags)                                                      \
+	KANARY_SYSCALL_ENTER(name, remember_open(filename, how, flags))                            \
+	KANARY_SYSCALL_EXIT(name, report_open(ctx->ret))
 
-OPEN_ENTER(open, ctx->args[0], 0, ctx->args[1])
-OPEN_ENTER(openat, ctx->args[1], 0, ctx->args[2])
-OPEN_ENTER(openat2, ctx->args[1], ctx->args[2], 0)
-OPEN_ENTER(creat, ctx->args[0], 0, KANARY_O_CREAT | KANARY_O_WRONLY | KANARY_O_TRUNC)
+OPEN_CALL(open, ctx->args[0], 0, ctx->args[1])
+OPEN_CALL(openat, ctx->args[1], 0, ctx->args[2])
+OPEN_CALL(openat2, ctx->args[1], ctx->args[2], 0)
+OPEN_CALL(creat, ctx->args[0], 0, KANARY_O_CREAT | KANARY_O_WRONLY | KANARY_O_TRUNC)
 
 /* A read- or write-family exit. */
-#define IO_EXIT(name, write)                                                                       \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                                 \
-	int kanary_exit_##name(struct trace_event_raw_sys_exit *ctx)                               \
-	{                                                                                          \
-		return count_io(ctx->ret, write);                                                  \
-	}
+#define IO_EXIT(name, write) KANARY_SYSCALL_EXIT(name, count_io(ctx->ret, write))
 
 IO_EXIT(read, false)
 IO_EXIT(pread64, false)

@@ -13,8 +13,8 @@
  * Maps:  net_counts (per-CPU array, slot -> struct net_counts),
  *        connecting (socket storage: pid and comm of the task that started a TCP connect, since
  *        its outcome is usually seen in softirq context),
- *        recent_connections (LRU hash, struct connection_key -> when it was last reported and
- *        how often it was seen since),
+ *        recent_connections (KANARY_DEDUP_MAP, struct connection_key -> when it was last
+ *        reported and how often it was seen since),
  *        events (ring buffer of struct connection_event).
  *
  * Attribution is by the socket's cgroup, never the current task's: packets and TCP state
@@ -53,17 +53,7 @@ struct {
 	__type(value, struct connecting_task);
 } connecting SEC(".maps");
 
-struct connection_seen {
-	__u64 last_report_ns; /* bpf_ktime_get_boot_ns() of the last streamed record */
-	__u64 repeats;	      /* repeats counted, not streamed, since then */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct connection_key);
-	__type(value, struct connection_seen);
-} recent_connections SEC(".maps");
+KANARY_DEDUP_MAP(recent_connections, struct connection_key);
 
 /* One connection as the handlers see it, before de-duplication. */
 struct conn_info {
@@ -120,53 +110,6 @@ int kanary_skb_egress(struct __sk_buff *skb)
 	return 1;
 }
 
-/*
- * The de-duplication decision. Returns true when the connection is to be streamed, with
- * *repeats set to the repeats folded since its last report; false when it was only counted.
- */
-static __always_inline bool should_report(const struct connection_key *key, __u32 slot, __u64 now,
-					  __u64 *repeats)
-{
-	struct connection_seen *seen = bpf_map_lookup_elem(&recent_connections, key);
-
-	if (seen) {
-		__u64 last = seen->last_report_ns;
-
-		/* Signed: another CPU may have claimed the report with a slightly later clock. */
-		if ((__s64)(now - last) < (__s64)targ_renotify_ns) {
-			__sync_fetch_and_add(&seen->repeats, 1);
-			return false;
-		}
-		/* Expired: claim the report, so that CPUs racing here stream it once. */
-		if (__sync_val_compare_and_swap(&seen->last_report_ns, last, now) != last) {
-			__sync_fetch_and_add(&seen->repeats, 1);
-			return false;
-		}
-		/* Take the count by subtracting what was read: repeats counted meanwhile stay. */
-		__u64 folded = seen->repeats;
-
-		__sync_fetch_and_add(&seen->repeats, -folded);
-		*repeats = folded;
-		return true;
-	}
-
-	struct connection_seen fresh = { .last_report_ns = now };
-	long err = bpf_map_update_elem(&recent_connections, key, &fresh, BPF_NOEXIST);
-
-	if (err == -KANARY_EEXIST) {
-		/* Another CPU inserted and reported it first. */
-		seen = bpf_map_lookup_elem(&recent_connections, key);
-		if (seen)
-			__sync_fetch_and_add(&seen->repeats, 1);
-		return false;
-	}
-	/* Not remembered (no memory): report anyway, later repeats will be reported too. */
-	if (err)
-		kanary_count_drop(slot, DROP_MAP_FULL);
-	*repeats = 0;
-	return true;
-}
-
 /* De-duplicates and streams one connection. `task` may be NULL: the pid is then unknown (0). */
 static __always_inline void report(const struct container_slot *c, __u64 cgroup_id, __u32 kind,
 				   const struct conn_info *info, const struct connecting_task *task,
@@ -185,7 +128,8 @@ static __always_inline void report(const struct container_slot *c, __u64 cgroup_
 	__u64 repeats = 0;
 
 	__builtin_memcpy(key.addr, info->daddr, sizeof(key.addr));
-	if (!should_report(&key, c->slot, now, &repeats))
+	if (!kanary_dedup_report(&recent_connections, &key, now, targ_renotify_ns, c->slot,
+				 &repeats))
 		return;
 
 	struct connection_event *e = kanary_reserve(&events, struct connection_event, c, kind);
@@ -340,6 +284,9 @@ static __always_inline void udp_connect(struct bpf_sock_addr *ctx, bool v6)
 	struct bpf_sock *sk = ctx->sk;
 
 	if (v6) {
+		/* Word by word, spelled out: the verifier allows only 32-bit loads of these fields,
+		 * at fixed offsets from an unmodified context pointer (a macro or loop doing the
+		 * same let clang move the pointer, and the load was refused). */
 		__u32 *d = (__u32 *)info.daddr;
 
 		d[0] = ctx->user_ip6[0];

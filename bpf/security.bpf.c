@@ -119,7 +119,7 @@ static __always_inline int security_enter(__u32 id, struct trace_event_raw_sys_e
 
 	/* Only the call's own arguments: a tracepoint's record ends after them, and the kernel
 	 * refuses to attach a program that reads past it. Fixed offsets, because the verifier
-	 * refuses loads through a moved context pointer. */
+	 * refuses loads through a moved context pointer (an unrolled loop lets clang move it). */
 	__u64 args[6] = {};
 
 	if (nargs > 0)
@@ -200,16 +200,8 @@ static __always_inline int security_exit(__u32 id, long ret, int nargs)
 
 /* The entry/exit pair of one watched system call taking `nargs` arguments. */
 #define SECURITY_SYSCALL(name, id, nargs)                                                          \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                                \
-	int kanary_enter_##name(struct trace_event_raw_sys_enter *ctx)                             \
-	{                                                                                          \
-		return security_enter(id, ctx, nargs);                                             \
-	}                                                                                          \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                                 \
-	int kanary_exit_##name(struct trace_event_raw_sys_exit *ctx)                               \
-	{                                                                                          \
-		return security_exit(id, ctx->ret, nargs);                                         \
-	}
+	KANARY_SYSCALL_ENTER(name, security_enter(id, ctx, nargs))                                 \
+	KANARY_SYSCALL_EXIT(name, security_exit(id, ctx->ret, nargs))
 
 SECURITY_SYSCALL(setuid, SECURITY_SETUID, 1)
 SECURITY_SYSCALL(setgid, SECURITY_SETGID, 1)

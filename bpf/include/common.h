@@ -102,6 +102,96 @@ static __always_inline void kanary_count_drop(__u32 slot, enum drop_reason reaso
 		__e;                                                                               \
 	})
 
+/*
+ * De-duplication of streamed events (file.bpf.c's opens, network.bpf.c's connections): an LRU
+ * keyed by what makes two events "the same", whose value says when the key was last streamed
+ * and how many repeats were folded since. The key must start with the __u32 slot: the agent
+ * deletes a recycled slot's keys by it. The loader sizes the map from the config.
+ */
+struct kanary_seen {
+	__u64 reported_ns; /* bpf_ktime_get_boot_ns() of the last streamed event */
+	__u64 repeats;	   /* repeats counted, not streamed, since then */
+};
+
+#define KANARY_DEDUP_MAP(name, key_type)                                                           \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);                                               \
+		__uint(max_entries, 16384);                                                        \
+		__type(key, key_type);                                                             \
+		__type(value, struct kanary_seen);                                                 \
+	} name SEC(".maps")
+
+/*
+ * The de-duplication decision for an event with `key` at `now`: true when it is to be streamed,
+ * with *repeats set to the repeats folded since its key was last streamed; false when it is a
+ * repeat within `renotify_ns` of that, only counted. A known key costs a lock-free lookup and
+ * atomics; the LRU's lock is taken only when a key is new. A key that finds no room is streamed
+ * anyway (its later repeats will be too) and counted as a map_full drop of `slot`.
+ */
+static __always_inline bool kanary_dedup_report(void *map, const void *key, __u64 now,
+						__u64 renotify_ns, __u32 slot, __u64 *repeats)
+{
+	struct kanary_seen *seen = bpf_map_lookup_elem(map, key);
+
+	if (seen) {
+		__u64 last = seen->reported_ns;
+		/* Another CPU may have claimed the report with a slightly later clock: no time has
+		 * passed since then. */
+		__u64 elapsed = now > last ? now - last : 0;
+
+		if (elapsed < renotify_ns) {
+			__sync_fetch_and_add(&seen->repeats, 1);
+			return false;
+		}
+		/* Due again. Only the CPU that moves the timestamp reports it, so two CPUs seeing
+		 * the same expired entry do not both stream it. */
+		if (__sync_val_compare_and_swap(&seen->reported_ns, last, now) != last) {
+			__sync_fetch_and_add(&seen->repeats, 1);
+			return false;
+		}
+		*repeats = __sync_lock_test_and_set(&seen->repeats, 0);
+		return true;
+	}
+
+	struct kanary_seen fresh = { .reported_ns = now };
+
+	*repeats = 0;
+	switch (bpf_map_update_elem(map, key, &fresh, BPF_NOEXIST)) {
+	case 0:
+		break;
+	case -KANARY_EEXIST: /* another CPU inserted and reported the same key just now */
+		seen = bpf_map_lookup_elem(map, key);
+		if (seen)
+			__sync_fetch_and_add(&seen->repeats, 1);
+		return false;
+	default: /* no memory for the entry: report it undeduplicated, and say so */
+		kanary_count_drop(slot, DROP_MAP_FULL);
+		break;
+	}
+	return true;
+}
+
+/*
+ * Programs on the classic tracepoints of one system call, for calls whose other syscalls must
+ * cost nothing: kanary_enter_<name> runs `body` at sys_enter_<name> with `ctx` a
+ * struct trace_event_raw_sys_enter * (the arguments in ctx->args[]), kanary_exit_<name> at
+ * sys_exit_<name> with `ctx` a struct trace_event_raw_sys_exit * (the result in ctx->ret). The
+ * loader turns off the ones whose tracepoint this kernel lacks, by their section prefix.
+ */
+#define KANARY_SYSCALL_ENTER(name, body)                                                           \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                                \
+	int kanary_enter_##name(struct trace_event_raw_sys_enter *ctx)                             \
+	{                                                                                          \
+		return body;                                                                       \
+	}
+
+#define KANARY_SYSCALL_EXIT(name, body)                                                            \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                                 \
+	int kanary_exit_##name(struct trace_event_raw_sys_exit *ctx)                               \
+	{                                                                                          \
+		return body;                                                                       \
+	}
+
 /* Adds `delta` to a hash-map counter found with a lock-free lookup (atomically: the map may be
  * shared by all CPUs); inserting a missing key is the only path that takes the map's bucket
  * lock. Counts a map_full drop when there is no room. */

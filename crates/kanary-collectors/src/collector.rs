@@ -15,7 +15,7 @@ use libbpf_rs::MapHandle;
 
 use crate::containers::ContainerFilter;
 use crate::error::Result;
-use crate::kernel::DropsMap;
+use crate::kernel::{handle, DropsMap};
 
 /// Index of a watched container in every per-container kernel map (0: the host).
 pub type Slot = u32;
@@ -74,6 +74,24 @@ pub struct EventStream {
     pub map: MapHandle,
     /// Its decoder.
     pub decode: Decoder,
+}
+
+impl EventStream {
+    /// The ring buffer of `collector` (`events`, declared by `KANARY_RINGBUF()`), decoded by
+    /// `decode`.
+    pub(crate) fn new<'a, M>(
+        collector: &'static str,
+        events: &'a M,
+        decode: fn(&[u8]) -> Option<KernelEvent>,
+    ) -> Result<Self>
+    where
+        MapHandle: TryFrom<&'a M, Error = libbpf_rs::Error>,
+    {
+        Ok(EventStream {
+            map: handle(events, collector, "events")?,
+            decode: Box::new(decode),
+        })
+    }
 }
 
 /// A container the agent starts watching, as collectors see it.

@@ -7,12 +7,12 @@
 use std::os::fd::{AsFd, BorrowedFd};
 
 use kanary_model::config::Config;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenMapMut};
 
 use crate::collector::{CgroupEvent, EventStream, KernelEvent, Slot};
-use crate::error::{map_error, Error, Result};
-use crate::kernel::{c_string, handle, object_storage, read_pod, DropsMap};
+use crate::error::{load_error, map_error, Error, Result};
+use crate::kernel::{attach_all, c_string, handle, open_skeleton, read_pod, size_maps, DropsMap};
 use crate::skel::containers::{types, ContainersSkel, ContainersSkelBuilder};
 
 const NAME: &str = "containers";
@@ -38,40 +38,32 @@ impl ContainerFilter {
     /// Loads and attaches the cgroup hooks, and fills the slot queue with slots
     /// `1..=max_containers`.
     pub fn load(config: &Config) -> Result<Self> {
-        let load_error = |source| Error::Load {
-            collector: NAME,
-            source,
-        };
         let max = config.agent.max_containers;
-        let mut open = ContainersSkelBuilder::default()
-            .open(object_storage())
-            .map_err(load_error)?;
-        let sizes = [
-            (
-                &mut open.maps.watched_cgroups,
-                max * CGROUPS_PER_CONTAINER + 1,
-            ),
-            (&mut open.maps.free_slots, max),
-            (&mut open.maps.drops, max + 1),
-        ];
-        for (map, entries) in sizes {
-            map.set_max_entries(entries).map_err(load_error)?;
-        }
+        // 1. Open: parse the object; nothing is in the kernel yet. This object owns the
+        //    filter every collector shares.
+        let mut open = open_skeleton::<ContainersSkelBuilder>(NAME)?;
+        // 2. Size the maps: the filter has room for sub-cgroups, the slot queue for every
+        //    container, `drops` one entry per slot (the host's included).
+        size_maps(
+            NAME,
+            [
+                (
+                    &mut open.maps.watched_cgroups,
+                    max * CGROUPS_PER_CONTAINER + 1,
+                ),
+                (&mut open.maps.free_slots, max),
+                (&mut open.maps.drops, max + 1),
+            ],
+        )?;
+        // 3. Read-only tunables, fixed for the life of the program.
         if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
             rodata.targ_include_host = config.agent.include_host;
         }
-        let skel = open.load().map_err(load_error)?;
-        let mut links = Vec::new();
-        for (program, hook) in [
-            (&skel.progs.kanary_cgroup_mkdir, "tp_btf/cgroup_mkdir"),
-            (&skel.progs.kanary_cgroup_rmdir, "tp_btf/cgroup_rmdir"),
-        ] {
-            links.push(program.attach().map_err(|source| Error::Attach {
-                collector: NAME,
-                hook: hook.to_string(),
-                source,
-            })?);
-        }
+        // 4. Load: the verifier runs here.
+        let skel = open.load().map_err(load_error(NAME))?;
+        // 5. Attach the cgroup mkdir and rmdir programs.
+        let links = attach_all(skel.object(), NAME)?;
+        // 6. Fill the slot queue.
         let watched = handle(&skel.maps.watched_cgroups, NAME, "watched_cgroups")?;
         let free_slots = handle(&skel.maps.free_slots, NAME, "free_slots")?;
         for slot in 1..=max {
@@ -89,11 +81,7 @@ impl ContainerFilter {
 
     /// Makes another collector's copy of `watched_cgroups` this filter's map (before load).
     pub fn share(&self, map: &mut OpenMapMut<'_>) -> Result<()> {
-        map.reuse_fd(self.watched.as_fd())
-            .map_err(|source| Error::Load {
-                collector: NAME,
-                source,
-            })
+        map.reuse_fd(self.watched.as_fd()).map_err(load_error(NAME))
     }
 
     /// The filter map's file descriptor.
@@ -103,10 +91,7 @@ impl ContainerFilter {
 
     /// The ring buffer of cgroup lifecycle events.
     pub fn event_stream(&self) -> Result<EventStream> {
-        Ok(EventStream {
-            map: handle(&self.skel.maps.events, NAME, "events")?,
-            decode: Box::new(decode),
-        })
+        EventStream::new(NAME, &self.skel.maps.events, decode)
     }
 
     /// This filter's loss counters (slot 0 counts cgroups that found no free slot).

@@ -61,6 +61,24 @@ pub enum Error {
 /// Result of the collection layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Adds the collector name to a libbpf error raised while opening, sizing or loading its object.
+pub(crate) fn load_error(collector: &'static str) -> impl Fn(libbpf_rs::Error) -> Error {
+    move |source| Error::Load { collector, source }
+}
+
+/// Adds the collector name and the hook to a libbpf error raised while attaching a program.
+pub(crate) fn attach_error(
+    collector: &'static str,
+    hook: impl Into<String>,
+) -> impl FnOnce(libbpf_rs::Error) -> Error {
+    let hook = hook.into();
+    move |source| Error::Attach {
+        collector,
+        hook,
+        source,
+    }
+}
+
 /// Adds the collector and map name to a libbpf map error.
 pub(crate) fn map_error(
     collector: &'static str,

@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use libbpf_rs::{Link, Object, OpenObject};
-
-use crate::error::{Error, Result};
+use libbpf_rs::OpenObject;
 
 /// Where tracefs is usually mounted: its own mount point first, then the debugfs automount
 /// (libbpf resolves tracepoint ids from the same two places, in this order).
@@ -84,29 +82,14 @@ pub(crate) fn skip_missing_syscall_tracepoints(object: &mut OpenObject, collecto
     }
 }
 
-/// Attaches every loaded program of `object` to the hook its section names.
-pub(crate) fn attach_all(object: &Object, collector: &'static str) -> Result<Vec<Link>> {
-    let mut links = Vec::new();
-    for program in object.progs_mut() {
-        if !program.autoload() {
-            continue;
-        }
-        let link = program.attach().map_err(|source| {
-            let section = program.section().to_string_lossy();
-            let hint = if events_dir().is_none() && syscall_tracepoint(&section).is_some() {
-                " (tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing)"
-            } else {
-                ""
-            };
-            Error::Attach {
-                collector,
-                hook: format!("{section}{hint}"),
-                source,
-            }
-        })?;
-        links.push(link);
+/// What to add to an attach error of the program in `section`: how to mount tracefs, when a
+/// classic syscall tracepoint failed because it is not mounted.
+pub(crate) fn attach_hint(section: &str) -> &'static str {
+    if syscall_tracepoint(section).is_some() && events_dir().is_none() {
+        " (tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing)"
+    } else {
+        ""
     }
-    Ok(links)
 }
 
 #[cfg(test)]

@@ -5,19 +5,19 @@ use kanary_model::config::DedupStreamConfig;
 use kanary_model::errno;
 use kanary_model::record::{Access, Open, RecordBody};
 use kanary_model::stats::FileStats;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapHandle};
+use libbpf_rs::skel::{OpenSkel, Skel};
+use libbpf_rs::{Link, MapHandle};
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
-use crate::error::{map_error, Error, Result};
+use crate::error::{load_error, Result};
 use crate::kernel::{
-    c_string, handle, object_storage, read_percpu, read_pod, sum_per_cpu, zero_percpu, Deltas,
-    DropsMap,
+    attach_all, c_string, forget_slot, handle, open_collector, read_pod, size_maps, DropsMap,
+    SlotCounters,
 };
 use crate::skel::file::{types, FileSkel, FileSkelBuilder};
-use crate::tracefs::{attach_all, skip_missing_syscall_tracepoints};
+use crate::tracefs::skip_missing_syscall_tracepoints;
 
 /// Collector name.
 pub const NAME: &str = "file";
@@ -31,62 +31,49 @@ const O_TRUNC: u32 = 0o1000;
 // SAFETY: generated from C structs of integers and byte arrays only: every bit pattern is valid.
 unsafe impl plain::Plain for types::open_event {}
 unsafe impl plain::Plain for types::open_key {}
-unsafe impl plain::Plain for types::file_counts {}
 
 /// The loaded `file` collector.
 pub struct FileCollector {
     _skel: FileSkel<'static>,
     _links: Vec<Link>,
-    counts: MapHandle,
+    counts: SlotCounters,
     dedup: MapHandle,
-    deltas: Deltas,
 }
 
 /// Opens, sizes, loads and attaches the collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
-    let load_error = |source| Error::Load {
-        collector: NAME,
-        source,
-    };
     let config: &DedupStreamConfig = &ctx.config.collectors.file;
-    // 1. Open: parse the object; nothing is in the kernel yet.
-    let mut open = FileSkelBuilder::default()
-        .open(object_storage())
-        .map_err(load_error)?;
-    // 2. Use the agent's container filter instead of this object's own copy.
-    ctx.filter.share(&mut open.maps.watched_cgroups)?;
-    // 3. Size the maps: per-container ones get one entry per slot.
-    let sizes = [
-        (&mut open.maps.drops, ctx.slots),
-        (&mut open.maps.file_counts, ctx.slots),
-        (&mut open.maps.open_dedup, config.dedup_entries),
-        (&mut open.maps.events, config.ringbuf_bytes),
-    ];
-    for (map, entries) in sizes {
-        map.set_max_entries(entries).map_err(load_error)?;
-    }
-    // 4. Read-only tunables, fixed for the life of the program.
+    // 1. Open: parse the object and set up what every collector shares (container filter,
+    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    let mut open = open_collector!(FileSkelBuilder, ctx, NAME)?;
+    // 2. Size this collector's maps: per-container ones get one entry per slot.
+    size_maps(
+        NAME,
+        [
+            (&mut open.maps.file_counts, ctx.slots),
+            (&mut open.maps.open_dedup, config.dedup_entries),
+            (&mut open.maps.events, config.ringbuf_bytes),
+        ],
+    )?;
+    // 3. Its read-only tunables, fixed for the life of the program.
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.targ_include_host = ctx.config.agent.include_host;
         rodata.targ_renotify_ns =
             u64::try_from(config.renotify_after.as_nanos()).unwrap_or(u64::MAX);
     }
     // open and creat have no tracepoints on arm64 (no such syscalls there).
     skip_missing_syscall_tracepoints(open.open_object_mut(), NAME);
-    // 5. Load (the verifier runs here), then 6. attach every program.
-    let skel = open.load().map_err(load_error)?;
+    // 4. Load: the verifier runs here.
+    let skel = open.load().map_err(load_error(NAME))?;
+    // 5. Attach every program to its syscall tracepoint.
     let links = attach_all(skel.object(), NAME)?;
-    let streams = vec![EventStream {
-        map: handle(&skel.maps.events, NAME, "events")?,
-        decode: Box::new(decode),
-    }];
+    // 6. Hand over the ring buffer, the loss counters and the counter and dedup maps.
+    let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
     let collector = FileCollector {
-        counts: handle(&skel.maps.file_counts, NAME, "file_counts")?,
+        counts: SlotCounters::new(NAME, "file_counts", &skel.maps.file_counts)?,
         dedup: handle(&skel.maps.open_dedup, NAME, "open_dedup")?,
         _skel: skel,
         _links: links,
-        deltas: Deltas::default(),
     };
     Ok(Loaded {
         collector: Box::new(collector),
@@ -101,42 +88,19 @@ impl Collector for FileCollector {
     }
 
     fn container_removed(&mut self, slot: Slot) -> Result<()> {
-        self.deltas.forget(slot);
-        zero_percpu(&self.counts, slot, NAME, "file_counts")?;
-        // A recycled slot must not inherit the old container's de-duplication state, or the
-        // new container's first opens of the same paths would go unreported.
-        let stale: Vec<Vec<u8>> = self
-            .dedup
-            .keys()
-            .filter(|key| read_pod::<types::open_key>(key).is_some_and(|k| k.slot == slot))
-            .collect();
-        for key in stale {
-            match self.dedup.delete(&key) {
-                Ok(()) => {}
-                // Evicted by the LRU meanwhile.
-                Err(error) if error.kind() == libbpf_rs::ErrorKind::NotFound => {}
-                Err(error) => return Err(map_error(NAME, "open_dedup")(error)),
-            }
-        }
-        Ok(())
+        self.counts.reset(slot)?;
+        forget_slot(
+            &self.dedup,
+            slot,
+            |key: &types::open_key| key.slot,
+            NAME,
+            "open_dedup",
+        )
     }
 
     fn collect(&mut self, batch: &mut StatsBatch) -> Result<()> {
         for (&slot, stats) in batch.by_slot.iter_mut() {
-            let per_cpu: Vec<types::file_counts> =
-                read_percpu(&self.counts, slot, NAME, "file_counts")?;
-            let total = sum_per_cpu::<6>(per_cpu.iter().map(|c| {
-                [
-                    c.opens,
-                    c.open_failures,
-                    c.reads,
-                    c.writes,
-                    c.read_bytes,
-                    c.write_bytes,
-                ]
-            }));
-            let delta = self.deltas.delta(slot, &total);
-            stats.file = Some(file_stats(&delta));
+            stats.file = Some(file_stats(&self.counts.deltas(slot)?));
         }
         Ok(())
     }

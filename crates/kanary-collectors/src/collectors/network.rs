@@ -13,23 +13,20 @@ use std::os::fd::AsRawFd;
 use kanary_model::config::DedupStreamConfig;
 use kanary_model::record::{Connection, ConnectionResult, RecordBody};
 use kanary_model::stats::NetworkStats;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapHandle, ProgramMut};
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::{Link, MapHandle};
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
-use crate::error::{map_error, Error, Result};
+use crate::error::{attach_error, load_error, Error, Result};
 use crate::kernel::{
-    c_string, handle, object_storage, read_percpu, read_pod, sum_per_cpu, zero_percpu, Deltas,
-    DropsMap,
+    c_string, forget_slot, handle, open_collector, read_pod, size_maps, DropsMap, SlotCounters,
 };
 use crate::skel::network::{types, NetworkSkel, NetworkSkelBuilder};
 
 /// Collector name.
 pub const NAME: &str = "network";
-/// Fields of `struct net_counts`.
-const COUNTERS: usize = 7;
 /// `EVENT_CONNECT` / `EVENT_ACCEPT` (`bpf/include/types.h`).
 const EVENT_CONNECT: u32 = 8;
 const EVENT_ACCEPT: u32 = 9;
@@ -43,7 +40,6 @@ const IPPROTO_UDP: u8 = 17;
 const CONN_OK: u8 = 0;
 
 // SAFETY: generated from C structs of integers and byte arrays only: every bit pattern is valid.
-unsafe impl plain::Plain for types::net_counts {}
 unsafe impl plain::Plain for types::connection_event {}
 unsafe impl plain::Plain for types::connection_key {}
 
@@ -51,85 +47,67 @@ unsafe impl plain::Plain for types::connection_key {}
 pub struct NetworkCollector {
     _skel: NetworkSkel<'static>,
     _links: Vec<Link>,
-    counts: MapHandle,
+    counts: SlotCounters,
     recent: MapHandle,
-    deltas: Deltas,
 }
 
 /// Opens, sizes, loads and attaches the collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
-    let load_error = |source| Error::Load {
-        collector: NAME,
-        source,
-    };
     let config: DedupStreamConfig = ctx.config.collectors.network.clone();
-    let mut open = NetworkSkelBuilder::default()
-        .open(object_storage())
-        .map_err(load_error)?;
-    ctx.filter.share(&mut open.maps.watched_cgroups)?;
-    let sizes = [
-        (&mut open.maps.drops, ctx.slots),
-        (&mut open.maps.net_counts, ctx.slots),
-        (&mut open.maps.recent_connections, config.dedup_entries),
-        (&mut open.maps.events, config.ringbuf_bytes),
-    ];
-    for (map, entries) in sizes {
-        map.set_max_entries(entries).map_err(load_error)?;
-    }
+    // 1. Open: parse the object and set up what every collector shares (container filter,
+    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    let mut open = open_collector!(NetworkSkelBuilder, ctx, NAME)?;
+    // 2. Size this collector's maps: per-container ones get one entry per slot.
+    size_maps(
+        NAME,
+        [
+            (&mut open.maps.net_counts, ctx.slots),
+            (&mut open.maps.recent_connections, config.dedup_entries),
+            (&mut open.maps.events, config.ringbuf_bytes),
+        ],
+    )?;
+    // 3. Its read-only tunables, fixed for the life of the program.
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.targ_include_host = ctx.config.agent.include_host;
         rodata.targ_renotify_ns =
             u64::try_from(config.renotify_after.as_nanos()).unwrap_or(u64::MAX);
     }
-    let skel = open.load().map_err(load_error)?;
-
-    let attach_error = |hook: &str| {
-        let hook = hook.to_string();
-        move |source| Error::Attach {
-            collector: NAME,
-            hook,
-            source,
-        }
-    };
-    let mut links = vec![skel
-        .progs
-        .kanary_inet_sock_set_state
+    // 4. Load: the verifier runs here.
+    let skel = open.load().map_err(load_error(NAME))?;
+    // 5. Attach the TCP state tracepoint, then the packet and UDP-connect programs at the root
+    //    of the cgroup hierarchy: attached there through a bpf_link, a program runs for every
+    //    descendant cgroup, next to whatever else is attached below (links are multi-attach).
+    let tcp_state = &skel.progs.kanary_inet_sock_set_state;
+    let mut links = vec![tcp_state
         .attach()
-        .map_err(attach_error("tp_btf/inet_sock_set_state"))?];
-    // The root of the hierarchy: programs attached there through a bpf_link run for every
-    // descendant cgroup, next to whatever else is attached below (links are multi-attach).
+        .map_err(attach_error(NAME, "tp_btf/inet_sock_set_state"))?];
     let root = File::open(ctx.cgroup2_mount).map_err(|source| Error::Cgroup {
         path: ctx.cgroup2_mount.to_path_buf(),
         source,
     })?;
-    let at_root: [(&ProgramMut<'_>, &str); 4] = [
-        (&skel.progs.kanary_skb_ingress, "cgroup_skb/ingress"),
-        (&skel.progs.kanary_skb_egress, "cgroup_skb/egress"),
-        (&skel.progs.kanary_connect4, "cgroup/connect4"),
-        (&skel.progs.kanary_connect6, "cgroup/connect6"),
-    ];
-    for (program, hook) in at_root {
-        let hook = format!("{hook} at {}", ctx.cgroup2_mount.display());
-        links.push(
-            program
-                .attach_cgroup(root.as_raw_fd())
-                .map_err(attach_error(&hook))?,
+    for program in [
+        &skel.progs.kanary_skb_ingress,
+        &skel.progs.kanary_skb_egress,
+        &skel.progs.kanary_connect4,
+        &skel.progs.kanary_connect6,
+    ] {
+        let hook = format!(
+            "{} at {}",
+            program.section().to_string_lossy(),
+            ctx.cgroup2_mount.display()
         );
+        let link = program.attach_cgroup(root.as_raw_fd());
+        links.push(link.map_err(attach_error(NAME, hook))?);
     }
     // The links hold the cgroup; the directory need not stay open.
     drop(root);
-
-    let streams = vec![EventStream {
-        map: handle(&skel.maps.events, NAME, "events")?,
-        decode: Box::new(decode),
-    }];
+    // 6. Hand over the ring buffer, the loss counters and the counter and dedup maps.
+    let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
     let collector = NetworkCollector {
-        counts: handle(&skel.maps.net_counts, NAME, "net_counts")?,
+        counts: SlotCounters::new(NAME, "net_counts", &skel.maps.net_counts)?,
         recent: handle(&skel.maps.recent_connections, NAME, "recent_connections")?,
         _skel: skel,
         _links: links,
-        deltas: Deltas::default(),
     };
     Ok(Loaded {
         collector: Box::new(collector),
@@ -138,63 +116,31 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
     })
 }
 
-impl NetworkCollector {
-    /// Forgets the connections a recycled slot reported, so its next container's first
-    /// connections are reported rather than taken for repeats.
-    fn forget_connections(&self, slot: Slot) -> Result<()> {
-        let stale: Vec<Vec<u8>> = self
-            .recent
-            .keys()
-            .filter(|key| read_pod::<types::connection_key>(key).is_some_and(|k| k.slot == slot))
-            .collect();
-        for key in stale {
-            match self.recent.delete(&key) {
-                Ok(()) => {}
-                // Evicted by the LRU meanwhile.
-                Err(error) if error.kind() == libbpf_rs::ErrorKind::NotFound => {}
-                Err(error) => return Err(map_error(NAME, "recent_connections")(error)),
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Collector for NetworkCollector {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn container_removed(&mut self, slot: Slot) -> Result<()> {
-        self.deltas.forget(slot);
-        zero_percpu(&self.counts, slot, NAME, "net_counts")?;
-        self.forget_connections(slot)
+        self.counts.reset(slot)?;
+        forget_slot(
+            &self.recent,
+            slot,
+            |key: &types::connection_key| key.slot,
+            NAME,
+            "recent_connections",
+        )
     }
 
     fn collect(&mut self, batch: &mut StatsBatch) -> Result<()> {
         for (&slot, stats) in batch.by_slot.iter_mut() {
-            let per_cpu: Vec<types::net_counts> =
-                read_percpu(&self.counts, slot, NAME, "net_counts")?;
-            let total = sum_per_cpu::<COUNTERS>(per_cpu.iter().map(counter_array));
-            stats.network = Some(network_stats(&self.deltas.delta(slot, &total)));
+            stats.network = Some(network_stats(&self.counts.deltas(slot)?));
         }
         Ok(())
     }
 }
 
-/// The counters of `struct net_counts` in declaration order.
-fn counter_array(counts: &types::net_counts) -> [u64; COUNTERS] {
-    [
-        counts.rx_bytes,
-        counts.tx_bytes,
-        counts.rx_packets,
-        counts.tx_packets,
-        counts.connects,
-        counts.connect_failures,
-        counts.accepts,
-    ]
-}
-
-/// The stats section from interval deltas in [`counter_array`] order.
+/// The stats section from interval deltas, in `struct net_counts` order.
 fn network_stats(delta: &[u64]) -> NetworkStats {
     let at = |i: usize| delta.get(i).copied().unwrap_or(0);
     NetworkStats {
@@ -361,18 +307,18 @@ mod tests {
         assert_eq!(protocol_name(132), "ipproto_132");
     }
 
+    // SAFETY: generated from a C struct of u64s only: every bit pattern is valid.
+    unsafe impl plain::Plain for types::net_counts {}
+
     #[test]
     fn counters_map_to_stats_fields() {
-        let counts = types::net_counts {
-            rx_bytes: 1,
-            tx_bytes: 2,
-            rx_packets: 3,
-            tx_packets: 4,
-            connects: 5,
-            connect_failures: 6,
-            accepts: 7,
-        };
-        let stats = network_stats(&counter_array(&counts));
+        // The kernel struct holding 1..=7 as `SlotCounters` reads it: consecutive u64 fields.
+        let fields = [1u64, 2, 3, 4, 5, 6, 7];
+        let counts: types::net_counts = read_pod(&fields.map(u64::to_ne_bytes).concat()).unwrap();
+        let stats = network_stats(&fields);
+        // Each kernel counter lands in the stats field of the same name.
+        let kernel = format!("{counts:?}").replace("net_counts", "NetworkStats");
+        assert_eq!(format!("{stats:?}"), kernel);
         assert_eq!(
             stats,
             NetworkStats {

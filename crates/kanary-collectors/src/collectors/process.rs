@@ -4,16 +4,15 @@
 use kanary_model::config::StreamConfig;
 use kanary_model::record::{Exec, Exit, Fork, RecordBody};
 use kanary_model::stats::ProcessStats;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapHandle};
+use libbpf_rs::skel::{OpenSkel, Skel};
+use libbpf_rs::Link;
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
-use crate::error::{Error, Result};
+use crate::error::{load_error, Result};
 use crate::kernel::{
-    c_string, handle, object_storage, read_percpu, read_pod, sum_per_cpu, zero_percpu, Deltas,
-    DropsMap,
+    attach_all, c_string, open_collector, read_pod, size_maps, DropsMap, SlotCounters,
 };
 use crate::skel::process::{types, ProcessSkel, ProcessSkelBuilder};
 
@@ -33,62 +32,39 @@ unsafe impl plain::Plain for types::exec_event {}
 unsafe impl plain::Plain for types::fork_event {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::exit_event {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::process_counts {}
 
 /// The loaded `process` collector.
 pub struct ProcessCollector {
     _skel: ProcessSkel<'static>,
     _links: Vec<Link>,
-    counts: MapHandle,
-    deltas: Deltas,
+    counts: SlotCounters,
 }
 
 /// Opens, sizes, loads and attaches the collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
-    let load_error = |source| Error::Load {
-        collector: NAME,
-        source,
-    };
     let config: &StreamConfig = &ctx.config.collectors.process;
-    let mut open = ProcessSkelBuilder::default()
-        .open(object_storage())
-        .map_err(load_error)?;
-    ctx.filter.share(&mut open.maps.watched_cgroups)?;
-    let sizes = [
-        (&mut open.maps.drops, ctx.slots),
-        (&mut open.maps.process_counts, ctx.slots),
-        (&mut open.maps.events, config.ringbuf_bytes),
-    ];
-    for (map, entries) in sizes {
-        map.set_max_entries(entries).map_err(load_error)?;
-    }
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.targ_include_host = ctx.config.agent.include_host;
-    }
-    let skel = open.load().map_err(load_error)?;
-    let mut links = Vec::new();
-    for (program, hook) in [
-        (&skel.progs.kanary_exec, "tp_btf/sched_process_exec"),
-        (&skel.progs.kanary_fork, "tp_btf/sched_process_fork"),
-        (&skel.progs.kanary_exit, "tp_btf/sched_process_exit"),
-    ] {
-        links.push(program.attach().map_err(|source| Error::Attach {
-            collector: NAME,
-            hook: hook.to_string(),
-            source,
-        })?);
-    }
-    let streams = vec![EventStream {
-        map: handle(&skel.maps.events, NAME, "events")?,
-        decode: Box::new(decode),
-    }];
+    // 1. Open: parse the object and set up what every collector shares (container filter,
+    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    let mut open = open_collector!(ProcessSkelBuilder, ctx, NAME)?;
+    // 2. Size this collector's maps: per-container ones get one entry per slot.
+    size_maps(
+        NAME,
+        [
+            (&mut open.maps.process_counts, ctx.slots),
+            (&mut open.maps.events, config.ringbuf_bytes),
+        ],
+    )?;
+    // 3. Load: the verifier runs here (no tunables of its own).
+    let skel = open.load().map_err(load_error(NAME))?;
+    // 4. Attach the exec, fork and exit programs to their scheduler tracepoints.
+    let links = attach_all(skel.object(), NAME)?;
+    // 5. Hand over the ring buffer, the loss counters and the per-slot counters.
+    let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
     let collector = ProcessCollector {
-        counts: handle(&skel.maps.process_counts, NAME, "process_counts")?,
+        counts: SlotCounters::new(NAME, "process_counts", &skel.maps.process_counts)?,
         _skel: skel,
         _links: links,
-        deltas: Deltas::default(),
     };
     Ok(Loaded {
         collector: Box::new(collector),
@@ -103,28 +79,25 @@ impl Collector for ProcessCollector {
     }
 
     fn container_removed(&mut self, slot: Slot) -> Result<()> {
-        self.deltas.forget(slot);
-        zero_percpu(&self.counts, slot, NAME, "process_counts")
+        self.counts.reset(slot)
     }
 
     fn collect(&mut self, batch: &mut StatsBatch) -> Result<()> {
         for (&slot, stats) in batch.by_slot.iter_mut() {
-            let per_cpu: Vec<types::process_counts> =
-                read_percpu(&self.counts, slot, NAME, "process_counts")?;
-            let total = sum_per_cpu::<4>(
-                per_cpu
-                    .iter()
-                    .map(|cpu| [cpu.execs, cpu.forks, cpu.threads, cpu.exits]),
-            );
-            let delta = self.deltas.delta(slot, &total);
-            stats.process = Some(ProcessStats {
-                execs: delta[0],
-                forks: delta[1],
-                threads: delta[2],
-                exits: delta[3],
-            });
+            stats.process = Some(process_stats(&self.counts.deltas(slot)?));
         }
         Ok(())
+    }
+}
+
+/// The stats section from the counter deltas, in `struct process_counts` order.
+fn process_stats(delta: &[u64]) -> ProcessStats {
+    let at = |i: usize| delta.get(i).copied().unwrap_or(0);
+    ProcessStats {
+        execs: at(0),
+        forks: at(1),
+        threads: at(2),
+        exits: at(3),
     }
 }
 

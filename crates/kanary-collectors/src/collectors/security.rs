@@ -9,25 +9,22 @@ use std::collections::BTreeMap;
 use kanary_model::errno;
 use kanary_model::record::{RecordBody, Security};
 use kanary_model::stats::SecurityStats;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapHandle};
+use libbpf_rs::skel::{OpenSkel, Skel};
+use libbpf_rs::Link;
 use serde_json::{json, Value};
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
-use crate::error::{Error, Result};
+use crate::error::{load_error, Result};
 use crate::kernel::{
-    c_string, handle, object_storage, read_percpu, read_pod, sum_per_cpu, zero_percpu, Deltas,
-    DropsMap,
+    attach_all, c_string, open_collector, read_pod, size_maps, DropsMap, SlotCounters,
 };
 use crate::skel::security::{types, SecuritySkel, SecuritySkelBuilder};
-use crate::tracefs::{attach_all, skip_missing_syscall_tracepoints};
+use crate::tracefs::skip_missing_syscall_tracepoints;
 
 /// Collector name.
 pub const NAME: &str = "security";
-/// Counters per container (`KANARY_SECURITY_SLOTS`).
-const SECURITY_SLOTS: usize = 32;
 /// User strings captured per call (`KANARY_SECURITY_STRINGS`).
 const STRINGS: usize = 3;
 /// Bytes per captured string (`KANARY_PATH_MAX`).
@@ -63,57 +60,41 @@ const SYSCALLS: [&str; 24] = [
 
 // SAFETY: generated from C structs of integers and byte arrays only: every bit pattern is valid.
 unsafe impl plain::Plain for types::security_event {}
-unsafe impl plain::Plain for types::security_counts {}
 
 /// The loaded `security` collector.
 pub struct SecurityCollector {
     _skel: SecuritySkel<'static>,
     _links: Vec<Link>,
-    counts: MapHandle,
-    deltas: Deltas,
+    counts: SlotCounters,
 }
 
 /// Opens, sizes, loads and attaches the collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
-    let load_error = |source| Error::Load {
-        collector: NAME,
-        source,
-    };
     let config = &ctx.config.collectors.security;
-    // 1. Open: parse the object; nothing is in the kernel yet.
-    let mut open = SecuritySkelBuilder::default()
-        .open(object_storage())
-        .map_err(load_error)?;
-    // 2. Use the agent's container filter instead of this object's own copy.
-    ctx.filter.share(&mut open.maps.watched_cgroups)?;
-    // 3. Size the maps: per-container ones get one entry per slot.
-    let sizes = [
-        (&mut open.maps.drops, ctx.slots),
-        (&mut open.maps.security_counts, ctx.slots),
-        (&mut open.maps.events, config.ringbuf_bytes),
-    ];
-    for (map, entries) in sizes {
-        map.set_max_entries(entries).map_err(load_error)?;
-    }
-    // 4. Read-only tunables, fixed for the life of the program.
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.targ_include_host = ctx.config.agent.include_host;
-    }
+    // 1. Open: parse the object and set up what every collector shares (container filter,
+    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    let mut open = open_collector!(SecuritySkelBuilder, ctx, NAME)?;
+    // 2. Size this collector's maps: per-container ones get one entry per slot.
+    size_maps(
+        NAME,
+        [
+            (&mut open.maps.security_counts, ctx.slots),
+            (&mut open.maps.events, config.ringbuf_bytes),
+        ],
+    )?;
     // init_module and friends have no tracepoints on a kernel without module support.
     skip_missing_syscall_tracepoints(open.open_object_mut(), NAME);
-    // 5. Load (the verifier runs here), then 6. attach every program.
-    let skel = open.load().map_err(load_error)?;
+    // 3. Load: the verifier runs here (no tunables of its own).
+    let skel = open.load().map_err(load_error(NAME))?;
+    // 4. Attach every program to its syscall tracepoint.
     let links = attach_all(skel.object(), NAME)?;
-    let streams = vec![EventStream {
-        map: handle(&skel.maps.events, NAME, "events")?,
-        decode: Box::new(decode),
-    }];
+    // 5. Hand over the ring buffer, the loss counters and the per-slot counters.
+    let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
     let collector = SecurityCollector {
-        counts: handle(&skel.maps.security_counts, NAME, "security_counts")?,
+        counts: SlotCounters::new(NAME, "security_counts", &skel.maps.security_counts)?,
         _skel: skel,
         _links: links,
-        deltas: Deltas::default(),
     };
     Ok(Loaded {
         collector: Box::new(collector),
@@ -128,17 +109,12 @@ impl Collector for SecurityCollector {
     }
 
     fn container_removed(&mut self, slot: Slot) -> Result<()> {
-        self.deltas.forget(slot);
-        zero_percpu(&self.counts, slot, NAME, "security_counts")
+        self.counts.reset(slot)
     }
 
     fn collect(&mut self, batch: &mut StatsBatch) -> Result<()> {
         for (&slot, stats) in batch.by_slot.iter_mut() {
-            let per_cpu: Vec<types::security_counts> =
-                read_percpu(&self.counts, slot, NAME, "security_counts")?;
-            let total = sum_per_cpu::<SECURITY_SLOTS>(per_cpu.iter().map(|cpu| cpu.n));
-            let delta = self.deltas.delta(slot, &total);
-            stats.security = Some(security_stats(&delta));
+            stats.security = Some(security_stats(&self.counts.deltas(slot)?));
         }
         Ok(())
     }
@@ -546,6 +522,9 @@ const DELETE_MODULE_FLAGS: &[(u64, &str)] = &[(0o1000, "O_TRUNC"), (0o4000, "O_N
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counters per container (`KANARY_SECURITY_SLOTS`).
+    const SECURITY_SLOTS: usize = 32;
 
     fn args(id: u32, call: Call) -> Value {
         json!(decode_args(id, &call))

@@ -6,16 +6,15 @@
 
 use kanary_model::record::{RecordBody, Signal};
 use kanary_model::stats::SignalStats;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapHandle};
+use libbpf_rs::skel::{OpenSkel, Skel};
+use libbpf_rs::Link;
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
-use crate::error::{Error, Result};
+use crate::error::{load_error, Result};
 use crate::kernel::{
-    c_string, handle, object_storage, read_percpu, read_pod, sum_per_cpu, zero_percpu, Deltas,
-    DropsMap,
+    attach_all, c_string, open_collector, read_pod, size_maps, DropsMap, SlotCounters,
 };
 use crate::skel::signals::{types, SignalsSkel, SignalsSkelBuilder};
 
@@ -38,67 +37,45 @@ const WATCHED: [(u32, &str); 7] = [
     (31, "SIGSYS"),
 ];
 
-// SAFETY: generated from C structs of integers and byte arrays only: every bit pattern is valid.
+// SAFETY: generated from a C struct of integers and byte arrays only: every bit pattern is valid.
 unsafe impl plain::Plain for types::signal_event {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::signal_counts {}
 
 /// The loaded `signals` collector.
 pub struct SignalsCollector {
     _skel: SignalsSkel<'static>,
-    _link: Link,
-    counts: MapHandle,
-    deltas: Deltas,
+    _links: Vec<Link>,
+    counts: SlotCounters,
 }
 
 /// Opens, sizes, loads and attaches the collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
-    let load_error = |source| Error::Load {
-        collector: NAME,
-        source,
-    };
     let config = &ctx.config.collectors.signals;
-    // 1. Open: parse the object; nothing is in the kernel yet.
-    let mut open = SignalsSkelBuilder::default()
-        .open(object_storage())
-        .map_err(load_error)?;
-    // 2. Use the agent's container filter instead of this object's own copy.
-    ctx.filter.share(&mut open.maps.watched_cgroups)?;
-    // 3. Size the maps: per-container ones get one entry per slot.
-    let sizes = [
-        (&mut open.maps.drops, ctx.slots),
-        (&mut open.maps.signal_counts, ctx.slots),
-        (&mut open.maps.events, config.ringbuf_bytes),
-    ];
-    for (map, entries) in sizes {
-        map.set_max_entries(entries).map_err(load_error)?;
-    }
-    // 4. Read-only tunables, fixed for the life of the program.
+    // 1. Open: parse the object and set up what every collector shares (container filter,
+    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    let mut open = open_collector!(SignalsSkelBuilder, ctx, NAME)?;
+    // 2. Size this collector's maps: per-container ones get one entry per slot.
+    size_maps(
+        NAME,
+        [
+            (&mut open.maps.signal_counts, ctx.slots),
+            (&mut open.maps.events, config.ringbuf_bytes),
+        ],
+    )?;
+    // 3. Its read-only tunables, fixed for the life of the program.
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.targ_include_host = ctx.config.agent.include_host;
         rodata.targ_signal_mask = signal_mask(&WATCHED);
     }
-    // 5. Load (the verifier runs here), then 6. attach.
-    let skel = open.load().map_err(load_error)?;
-    let link = skel
-        .progs
-        .kanary_signal_generate
-        .attach()
-        .map_err(|source| Error::Attach {
-            collector: NAME,
-            hook: "tp_btf/signal_generate".into(),
-            source,
-        })?;
-    let streams = vec![EventStream {
-        map: handle(&skel.maps.events, NAME, "events")?,
-        decode: Box::new(decode),
-    }];
+    // 4. Load: the verifier runs here.
+    let skel = open.load().map_err(load_error(NAME))?;
+    // 5. Attach the program to its tracepoint.
+    let links = attach_all(skel.object(), NAME)?;
+    // 6. Hand over the ring buffer, the loss counters and the per-slot counters.
+    let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
     let collector = SignalsCollector {
-        counts: handle(&skel.maps.signal_counts, NAME, "signal_counts")?,
+        counts: SlotCounters::new(NAME, "signal_counts", &skel.maps.signal_counts)?,
         _skel: skel,
-        _link: link,
-        deltas: Deltas::default(),
+        _links: links,
     };
     Ok(Loaded {
         collector: Box::new(collector),
@@ -113,16 +90,12 @@ impl Collector for SignalsCollector {
     }
 
     fn container_removed(&mut self, slot: Slot) -> Result<()> {
-        self.deltas.forget(slot);
-        zero_percpu(&self.counts, slot, NAME, "signal_counts")
+        self.counts.reset(slot)
     }
 
     fn collect(&mut self, batch: &mut StatsBatch) -> Result<()> {
         for (&slot, stats) in batch.by_slot.iter_mut() {
-            let per_cpu: Vec<types::signal_counts> =
-                read_percpu(&self.counts, slot, NAME, "signal_counts")?;
-            let total = sum_per_cpu::<SIGNAL_SLOTS>(per_cpu.iter().map(|cpu| cpu.n));
-            stats.signals = Some(signal_stats(&self.deltas.delta(slot, &total)));
+            stats.signals = Some(signal_stats(&self.counts.deltas(slot)?));
         }
         Ok(())
     }

@@ -8,27 +8,24 @@ use kanary_model::ngram;
 use kanary_model::record::{RecordBody, Syscall};
 use kanary_model::stats::{NgramStats, SyscallStats};
 use kanary_model::syscalls;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
-use crate::error::{map_error, Error, Result};
+use crate::error::{load_error, map_error, Result};
 use crate::kernel::{
-    handle, object_storage, read_percpu, read_pod, sum_per_cpu, zero_percpu, Deltas, DropsMap,
+    attach_all, handle, open_collector, read_pod, size_maps, DropsMap, SlotCounters,
 };
 use crate::skel::syscalls::{types, SyscallsSkel, SyscallsSkelBuilder};
 
 /// Collector name.
 pub const NAME: &str = "syscalls";
-/// Number of syscall counters per container (`KANARY_SYSCALL_SLOTS`).
-const SYSCALL_SLOTS: usize = 512;
 /// Entries fetched per batch when draining the n-gram map.
 const DRAIN_BATCH: u32 = 4096;
 
 // SAFETY: generated from C structs of integers only: every bit pattern is valid.
-unsafe impl plain::Plain for types::syscall_counts {}
 unsafe impl plain::Plain for types::syscall_event {}
 unsafe impl plain::Plain for types::ngram_key {}
 
@@ -36,10 +33,9 @@ unsafe impl plain::Plain for types::ngram_key {}
 pub struct SyscallsCollector {
     config: SyscallsConfig,
     _skel: SyscallsSkel<'static>,
-    _link: Link,
-    counts: MapHandle,
+    _links: Vec<Link>,
+    counts: SlotCounters,
     ngrams: MapHandle,
-    deltas: Deltas,
     /// n-grams drained from the kernel but not yet handed out, by slot. Draining is global, so a
     /// pass that collects only some slots (a container stopping) keeps the others' here.
     pending_ngrams: HashMap<Slot, HashMap<u64, u64>>,
@@ -47,26 +43,21 @@ pub struct SyscallsCollector {
 
 /// Opens, sizes, loads and attaches the collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
-    let load_error = |source| Error::Load {
-        collector: NAME,
-        source,
-    };
     let config = ctx.config.collectors.syscalls.clone();
-    let mut open = SyscallsSkelBuilder::default()
-        .open(object_storage())
-        .map_err(load_error)?;
-    ctx.filter.share(&mut open.maps.watched_cgroups)?;
-    let sizes = [
-        (&mut open.maps.drops, ctx.slots),
-        (&mut open.maps.syscall_counts, ctx.slots),
-        (&mut open.maps.ngram_counts, config.ngram_map_entries),
-        (&mut open.maps.events, config.trace_ringbuf_bytes),
-    ];
-    for (map, entries) in sizes {
-        map.set_max_entries(entries).map_err(load_error)?;
-    }
+    // 1. Open: parse the object and set up what every collector shares (container filter,
+    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    let mut open = open_collector!(SyscallsSkelBuilder, ctx, NAME)?;
+    // 2. Size this collector's maps: per-container ones get one entry per slot.
+    size_maps(
+        NAME,
+        [
+            (&mut open.maps.syscall_counts, ctx.slots),
+            (&mut open.maps.ngram_counts, config.ngram_map_entries),
+            (&mut open.maps.events, config.trace_ringbuf_bytes),
+        ],
+    )?;
+    // 3. Its read-only tunables, fixed for the life of the program.
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.targ_include_host = ctx.config.agent.include_host;
         rodata.targ_ngram_len = config.ngram_len;
         rodata.targ_ngram_mask = if config.ngram_len == 0 {
             0
@@ -74,28 +65,19 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
             ngram::mask(config.ngram_len)
         };
     }
-    let skel = open.load().map_err(load_error)?;
-    let link = skel
-        .progs
-        .kanary_sys_enter
-        .attach()
-        .map_err(|source| Error::Attach {
-            collector: NAME,
-            hook: "tp_btf/sys_enter".into(),
-            source,
-        })?;
-    let streams = vec![EventStream {
-        map: handle(&skel.maps.events, NAME, "events")?,
-        decode: Box::new(decode),
-    }];
+    // 4. Load: the verifier runs here.
+    let skel = open.load().map_err(load_error(NAME))?;
+    // 5. Attach the program to the raw syscall-entry tracepoint.
+    let links = attach_all(skel.object(), NAME)?;
+    // 6. Hand over the trace ring buffer, the loss counters and the counter maps.
+    let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
     let collector = SyscallsCollector {
-        counts: handle(&skel.maps.syscall_counts, NAME, "syscall_counts")?,
+        counts: SlotCounters::new(NAME, "syscall_counts", &skel.maps.syscall_counts)?,
         ngrams: handle(&skel.maps.ngram_counts, NAME, "ngram_counts")?,
         config,
         _skel: skel,
-        _link: link,
-        deltas: Deltas::default(),
+        _links: links,
         pending_ngrams: HashMap::new(),
     };
     Ok(Loaded {
@@ -135,9 +117,8 @@ impl Collector for SyscallsCollector {
     }
 
     fn container_removed(&mut self, slot: Slot) -> Result<()> {
-        self.deltas.forget(slot);
         self.pending_ngrams.remove(&slot);
-        zero_percpu(&self.counts, slot, NAME, "syscall_counts")
+        self.counts.reset(slot)
     }
 
     fn collect(&mut self, batch: &mut StatsBatch) -> Result<()> {
@@ -145,11 +126,9 @@ impl Collector for SyscallsCollector {
             self.drain_ngrams()?;
         }
         for (&slot, stats) in batch.by_slot.iter_mut() {
-            let per_cpu: Vec<types::syscall_counts> =
-                read_percpu(&self.counts, slot, NAME, "syscall_counts")?;
-            let total = sum_per_cpu::<SYSCALL_SLOTS>(per_cpu.iter().map(|cpu| cpu.n));
-            let delta = self.deltas.delta(slot, &total);
-            let by_number = delta
+            let by_number = self
+                .counts
+                .deltas(slot)?
                 .iter()
                 .enumerate()
                 .filter(|(_, &n)| n > 0)

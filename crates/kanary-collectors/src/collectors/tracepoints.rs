@@ -16,13 +16,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kanary_model::config::{TracepointCounterConfig, MAX_TRACEPOINT_COUNTERS};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapHandle, TracepointCategory, TracepointOpts};
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::{Link, TracepointCategory, TracepointOpts};
 
 use crate::collector::{Collector, LoadContext, Loaded, Slot, StatsBatch};
-use crate::error::{Error, Result};
-use crate::kernel::{handle, object_storage, read_percpu, sum_per_cpu, zero_percpu, Deltas};
-use crate::skel::tracepoints::{types, TracepointsSkel, TracepointsSkelBuilder};
+use crate::error::{attach_error, load_error, Error, Result};
+use crate::kernel::{open_collector, size_maps, SlotCounters};
+use crate::skel::tracepoints::{TracepointsSkel, TracepointsSkelBuilder};
 use crate::tracefs;
 
 /// Collector name, as in `[[collectors.tracepoint]]`.
@@ -31,17 +31,13 @@ pub const NAME: &str = "tracepoint";
 const COUNTERS: usize = 32;
 const _: () = assert!(COUNTERS == MAX_TRACEPOINT_COUNTERS);
 
-// SAFETY: generated from a C struct of u64s only: every bit pattern is valid.
-unsafe impl plain::Plain for types::tracepoint_counts {}
-
 /// The loaded `tracepoint` collector.
 pub struct TracepointsCollector {
     /// Counter names, by index (the BPF cookie).
     names: Vec<String>,
     _skel: TracepointsSkel<'static>,
     _links: Vec<Link>,
-    counts: MapHandle,
-    deltas: Deltas,
+    counts: SlotCounters,
 }
 
 /// Whether the config declares any counter (the collector is only loaded then).
@@ -52,30 +48,28 @@ pub fn enabled(config: &kanary_model::config::Config) -> bool {
 /// Checks that every declared tracepoint exists, then opens, sizes, loads and attaches the
 /// collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
-    let load_error = |source| Error::Load {
-        collector: NAME,
-        source,
-    };
     let declared = &ctx.config.collectors.tracepoint;
     let events = tracefs::events_dir_or_default();
     // Before loading anything, so a typo is reported as such and not as an attach failure.
     for (index, counter) in declared.iter().enumerate() {
         check_exists(index, counter, &events)?;
     }
-    let mut open = TracepointsSkelBuilder::default()
-        .open(object_storage())
-        .map_err(load_error)?;
-    ctx.filter.share(&mut open.maps.watched_cgroups)?;
-    // Nothing in this program can lose an event, so its `drops` map is never written.
-    open.maps.drops.set_max_entries(1).map_err(load_error)?;
-    open.maps
-        .tracepoint_counts
-        .set_max_entries(ctx.slots)
-        .map_err(load_error)?;
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.targ_include_host = ctx.config.agent.include_host;
-    }
-    let skel = open.load().map_err(load_error)?;
+    // 1. Open: parse the object and set up what every collector shares (container filter,
+    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    let mut open = open_collector!(TracepointsSkelBuilder, ctx, NAME)?;
+    // 2. Size this collector's maps. Nothing in this program can lose an event, so its `drops`
+    //    map is never written: one entry instead of one per slot.
+    size_maps(
+        NAME,
+        [
+            (&mut open.maps.tracepoint_counts, ctx.slots),
+            (&mut open.maps.drops, 1),
+        ],
+    )?;
+    // 3. Load: the verifier runs here (no tunables of its own).
+    let skel = open.load().map_err(load_error(NAME))?;
+    // 4. Attach the one program once per declared tracepoint, with the counter's index as its
+    //    cookie.
     let mut links = Vec::with_capacity(declared.len());
     for (index, counter) in declared.iter().enumerate() {
         let Some((category, event)) = counter.category_and_event() else {
@@ -86,23 +80,20 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
             cookie: index as u64,
             ..Default::default()
         };
-        let link = skel
-            .progs
-            .kanary_tracepoint
-            .attach_tracepoint_with_opts(TracepointCategory::Custom(category.into()), event, opts)
-            .map_err(|source| Error::Attach {
-                collector: NAME,
-                hook: format!("tracepoint {}", counter.tracepoint),
-                source,
-            })?;
-        links.push(link);
+        let link = skel.progs.kanary_tracepoint.attach_tracepoint_with_opts(
+            TracepointCategory::Custom(category.into()),
+            event,
+            opts,
+        );
+        let hook = format!("tracepoint {}", counter.tracepoint);
+        links.push(link.map_err(attach_error(NAME, hook))?);
     }
+    // 5. Hand over the per-slot counters (no events, no losses).
     let collector = TracepointsCollector {
         names: declared.iter().map(|c| c.name.clone()).collect(),
-        counts: handle(&skel.maps.tracepoint_counts, NAME, "tracepoint_counts")?,
+        counts: SlotCounters::new(NAME, "tracepoint_counts", &skel.maps.tracepoint_counts)?,
         _skel: skel,
         _links: links,
-        deltas: Deltas::default(),
     };
     Ok(Loaded {
         collector: Box::new(collector),
@@ -117,17 +108,12 @@ impl Collector for TracepointsCollector {
     }
 
     fn container_removed(&mut self, slot: Slot) -> Result<()> {
-        self.deltas.forget(slot);
-        zero_percpu(&self.counts, slot, NAME, "tracepoint_counts")
+        self.counts.reset(slot)
     }
 
     fn collect(&mut self, batch: &mut StatsBatch) -> Result<()> {
         for (&slot, stats) in batch.by_slot.iter_mut() {
-            let per_cpu: Vec<types::tracepoint_counts> =
-                read_percpu(&self.counts, slot, NAME, "tracepoint_counts")?;
-            let total = sum_per_cpu::<COUNTERS>(per_cpu.iter().map(|cpu| cpu.n));
-            let delta = self.deltas.delta(slot, &total);
-            stats.tracepoints = by_name(&self.names, &delta);
+            stats.tracepoints = by_name(&self.names, &self.counts.deltas(slot)?);
         }
         Ok(())
     }

@@ -42,6 +42,8 @@ pub struct Config {
     pub collectors: CollectorsConfig,
     /// Enrichment from the Docker API.
     pub docker: DockerConfig,
+    /// Live anomaly detection over the per-container windows.
+    pub detection: DetectionConfig,
 }
 
 /// Agent-wide settings.
@@ -232,6 +234,58 @@ impl Default for DockerConfig {
     }
 }
 
+/// `[detection]`: per-image baselines learnt from the `stats` windows, then alerts.
+///
+/// Every container of one image shares one baseline (keyed by the image id, else the image
+/// name). It learns for `learn_for` and at least `min_windows` windows, calibrates its threshold
+/// on what it saw, then scores each container's window every interval and writes `alert`
+/// records. Baselines are kept in the store under `--data-dir` and reloaded on restart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// Turn live detection on or off (it needs the syscalls collector with `ngram_len` > 0).
+    pub enabled: bool,
+    /// How long a new baseline learns before it detects, e.g. `"15m"` (`kanary run
+    /// --learn-for` overrides it). A baseline reloaded from the store keeps its own period.
+    #[serde(with = "humantime_serde")]
+    pub learn_for: Duration,
+    /// Fewest windows (one per container per interval, with syscalls) a baseline must have seen
+    /// before it detects, whatever the time (at least 2: the threshold is calibrated on
+    /// held-out windows).
+    pub min_windows: u64,
+    /// Most windows the learning sample keeps (older ones are thinned evenly beyond that).
+    pub max_windows: usize,
+    /// Quantile of the held-out learning scores taken as the alert threshold (0 < q <= 1).
+    pub quantile: f64,
+    /// Widening of the threshold: q + margin x (q - median) of the held-out scores (>= 0).
+    pub margin: f64,
+    /// While a container stays anomalous its alert is updated (count, last_seen) and written
+    /// again at most once per this many intervals.
+    pub realert_every: u32,
+    /// An incident ends after this many consecutive normal intervals; the next anomaly opens a
+    /// new alert.
+    pub close_after: u32,
+    /// A learning baseline is saved to the store every this many intervals (and at every
+    /// change of phase, and when the agent stops).
+    pub save_every: u32,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            learn_for: Duration::from_secs(15 * 60),
+            min_windows: 10,
+            max_windows: 2048,
+            quantile: 0.99,
+            margin: 0.0,
+            realert_every: 12,
+            close_after: 3,
+            save_every: 12,
+        }
+    }
+}
+
 /// The most tracepoint counters one agent can declare (a kernel array bound).
 pub const MAX_TRACEPOINT_COUNTERS: usize = 32;
 
@@ -336,6 +390,7 @@ impl Config {
                 return Err(invalid(key, "must be at least 1".into()));
             }
         }
+        self.validate_detection()?;
         let counters = &self.collectors.tracepoint;
         if counters.len() > MAX_TRACEPOINT_COUNTERS {
             return Err(invalid(
@@ -381,6 +436,56 @@ impl Config {
     }
 }
 
+impl Config {
+    fn validate_detection(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("detection.{key}"),
+            message,
+        };
+        let detection = &self.detection;
+        if detection.min_windows < 2 {
+            return Err(invalid(
+                "min_windows",
+                format!(
+                    "must be at least 2: the threshold is calibrated on held-out windows (got {})",
+                    detection.min_windows
+                ),
+            ));
+        }
+        if (detection.max_windows as u64) < detection.min_windows {
+            return Err(invalid(
+                "max_windows",
+                format!(
+                    "must be at least min_windows ({}) (got {})",
+                    detection.min_windows, detection.max_windows
+                ),
+            ));
+        }
+        if !(detection.quantile > 0.0 && detection.quantile <= 1.0) {
+            return Err(invalid(
+                "quantile",
+                format!("must be above 0 and at most 1 (got {})", detection.quantile),
+            ));
+        }
+        if !(detection.margin >= 0.0 && detection.margin.is_finite()) {
+            return Err(invalid(
+                "margin",
+                format!("must be finite and not negative (got {})", detection.margin),
+            ));
+        }
+        for (key, value) in [
+            ("realert_every", detection.realert_every),
+            ("close_after", detection.close_after),
+            ("save_every", detection.save_every),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1 interval".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +500,7 @@ mod tests {
         let text = include_str!("../../../kanary.example.toml");
         let config = Config::from_toml(text).unwrap();
         assert_eq!(config.agent, AgentConfig::default());
+        assert_eq!(config.detection, DetectionConfig::default());
         assert_eq!(config.collectors.tracepoint.len(), 1);
         assert_eq!(config.collectors.tracepoint[0].name, "tcp_retransmits");
     }
@@ -434,6 +540,18 @@ mod tests {
                 "collectors.file.ringbuf_bytes",
             ),
             ("[agent]\nmax_containers = 0\n", "agent.max_containers"),
+            ("[detection]\nmin_windows = 1\n", "detection.min_windows"),
+            (
+                "[detection]\nmin_windows = 20\nmax_windows = 10\n",
+                "detection.max_windows",
+            ),
+            ("[detection]\nquantile = 0.0\n", "detection.quantile"),
+            ("[detection]\nmargin = -1.0\n", "detection.margin"),
+            (
+                "[detection]\nrealert_every = 0\n",
+                "detection.realert_every",
+            ),
+            ("[detection]\nlearn_for = \"soon\"\n", "detection.learn_for"),
             (
                 "[[collectors.tracepoint]]\nname = \"x\"\ntracepoint = \"nocolon\"\n",
                 "collectors.tracepoint[0].tracepoint",

@@ -75,6 +75,12 @@ pub enum RecordBody {
     Stats(Stats),
     /// Events lost by a collector during the last interval.
     Drops(Drops),
+    /// An anomaly incident of one container (written when it opens, again now and then while
+    /// it lasts, and once when it ends).
+    Alert(Alert),
+    /// Where an image's baseline is in its life: each interval while it learns, and when it
+    /// starts detecting.
+    Learning(Learning),
 }
 
 /// `agent_start`.
@@ -335,6 +341,115 @@ pub struct Drops {
     pub counts: DropCounts,
 }
 
+/// What kind of anomaly an alert is about. The list is the documented contract; not every
+/// class is produced yet (today: `sequence_anomaly`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertClass {
+    /// The container's syscall sequences or syscall mix departed from its image's baseline.
+    SequenceAnomaly,
+    /// A system call that is suspicious whatever the baseline.
+    SuspiciousSyscall,
+    /// A process (exec path or parent→child pair) the baseline never saw.
+    UnexpectedProcess,
+    /// A file path the baseline never saw.
+    UnexpectedFile,
+    /// A connection (or attempt) to or from a peer, e.g. another container, the baseline never
+    /// saw or a policy forbids.
+    UnauthorizedConnection,
+    /// CPU, memory, IO, egress, fork rate or pids far from the baseline.
+    ResourceAnomaly,
+    /// An attempt to leave the container (release_agent writes, host mounts, setns into the
+    /// host, writes under /proc/sys).
+    EscapeAttempt,
+    /// Gaining privileges: powerful capabilities, kernel module loads, ptrace of another
+    /// process.
+    PrivilegeEscalation,
+}
+
+/// How serious an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Just above the threshold.
+    Low,
+    /// Clearly above it.
+    Medium,
+    /// Far above it.
+    High,
+    /// Needs no baseline to be serious (reserved for invariants such as escape attempts).
+    Critical,
+}
+
+/// One feature that made a window anomalous: what the baseline learnt against what was seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertContribution {
+    /// The feature, e.g. an n-gram as syscall names (`openat→read→close`).
+    pub feature: String,
+    /// What the baseline learnt for it (for an n-gram: its learnt probability).
+    pub baseline: f64,
+    /// What the window showed (for an n-gram: how often it occurred).
+    pub observed: f64,
+}
+
+/// `alert`: one incident of one container. The same `id` is written when the incident opens,
+/// at most once per `detection.realert_every` intervals while it lasts (with the updated
+/// `count` and `last_seen`), and once more with `ended: true` when it ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Identifies the incident across its repeats.
+    pub id: String,
+    /// The container.
+    pub container: ContainerRef,
+    /// The image id (digest) whose baseline judged it, when known.
+    pub image_id: Option<String>,
+    /// What kind of anomaly.
+    pub class: AlertClass,
+    /// How serious.
+    pub severity: Severity,
+    /// Highest anomaly score of the incident (higher is more anomalous).
+    pub score: f64,
+    /// The calibrated threshold the score exceeded.
+    pub threshold: f64,
+    /// The detector that scored (`combined`: sequence and frequency views).
+    pub detector: String,
+    /// Each view's standardised score in the window that set `score` (`{"sequence": z,
+    /// "frequency": z}`; 1 is that view's own 1%-false-alarm point on normal behaviour).
+    pub views: BTreeMap<String, f64>,
+    /// The features that contributed most in that window, most anomalous first.
+    pub contributions: Vec<AlertContribution>,
+    /// When the incident's first anomalous window was read.
+    pub first_seen: String,
+    /// When its latest anomalous window was read.
+    pub last_seen: String,
+    /// Anomalous windows so far.
+    pub count: u64,
+    /// `true` on the last record of the incident (the container behaved normally for
+    /// `detection.close_after` intervals, or stopped).
+    pub ended: bool,
+}
+
+/// `learning`: an image's baseline progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Learning {
+    /// The image reference the baseline is for.
+    pub image: String,
+    /// The image id, when known (the baseline's key then).
+    pub image_id: Option<String>,
+    /// `learning` or `detecting`.
+    pub phase: String,
+    /// Windows seen (learning) or learnt from (detecting).
+    pub windows: u64,
+    /// Syscalls in those windows.
+    pub events: u64,
+    /// Learning time still to go, in seconds (0 when detecting).
+    pub time_left_s: f64,
+    /// Windows still needed beyond the time (0 when detecting).
+    pub windows_missing: u64,
+    /// The calibrated alert threshold, once detecting.
+    pub threshold: Option<f64>,
+}
+
 impl RecordBody {
     /// The container a record is about, for records that are container-scoped.
     pub fn container_mut(&mut self) -> Option<&mut ContainerRef> {
@@ -352,6 +467,8 @@ impl RecordBody {
             RecordBody::Syscall(r) => Some(&mut r.container),
             RecordBody::Stats(r) => Some(&mut r.container),
             RecordBody::Drops(r) => r.container.as_mut(),
+            RecordBody::Alert(r) => Some(&mut r.container),
+            RecordBody::Learning(_) => None,
         }
     }
 }
@@ -392,6 +509,52 @@ mod tests {
         assert_eq!(json["argv"][2], "id");
         let back: Record = serde_json::from_value(json).unwrap();
         assert_eq!(back, record);
+    }
+
+    #[test]
+    fn alerts_name_their_class_and_severity_in_snake_case() {
+        let record = Record {
+            ts: timestamp(SystemTime::UNIX_EPOCH),
+            body: RecordBody::Alert(Alert {
+                id: "abababababab-1".into(),
+                container: container(),
+                image_id: Some("sha256:00".into()),
+                class: AlertClass::SequenceAnomaly,
+                severity: Severity::High,
+                score: 9.5,
+                threshold: 1.2,
+                detector: "combined".into(),
+                views: BTreeMap::from([("sequence".to_string(), 12.0)]),
+                contributions: vec![AlertContribution {
+                    feature: "getdents64→getdents64→close".into(),
+                    baseline: 1e-5,
+                    observed: 40.0,
+                }],
+                first_seen: timestamp(SystemTime::UNIX_EPOCH),
+                last_seen: timestamp(SystemTime::UNIX_EPOCH),
+                count: 3,
+                ended: false,
+            }),
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["type"], "alert");
+        assert_eq!(json["class"], "sequence_anomaly");
+        assert_eq!(json["severity"], "high");
+        assert_eq!(json["container"]["name"], "web");
+        assert_eq!(json["contributions"][0]["observed"], 40.0);
+        let back: Record = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+        for (class, name) in [
+            (
+                AlertClass::UnauthorizedConnection,
+                "unauthorized_connection",
+            ),
+            (AlertClass::EscapeAttempt, "escape_attempt"),
+            (AlertClass::PrivilegeEscalation, "privilege_escalation"),
+        ] {
+            assert_eq!(serde_json::to_value(class).unwrap(), name);
+        }
+        assert!(Severity::Critical > Severity::High && Severity::Medium > Severity::Low);
     }
 
     #[test]

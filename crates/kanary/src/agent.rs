@@ -27,6 +27,7 @@ use kanary_model::stats::DropCounts;
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
 use crate::clock::BootClock;
+use crate::detection::{Detection, Window};
 use crate::enrich::DockerEnricher;
 use crate::preflight::Host;
 use crate::registry::{Container, Registry};
@@ -55,11 +56,14 @@ pub struct Agent {
     unattributed: Vec<RecordEvent>,
     clock: BootClock,
     last_tick: Instant,
+    /// Live detection over the stats windows, when enabled and possible.
+    detection: Option<Detection>,
 }
 
 impl Agent {
     /// Loads everything and writes `agent_start` and a `container_start` per running container.
-    pub fn start(config: Config, host: Host, sink: Box<dyn Sink>) -> Result<Self> {
+    /// Baselines are kept under `data_dir`.
+    pub fn start(config: Config, host: Host, sink: Box<dyn Sink>, data_dir: &Path) -> Result<Self> {
         // Classic tracepoints attach by name through tracefs, which some hosts only mount on demand.
         if let Err(error) = kanary_collectors::tracefs::ensure_mounted() {
             tracing::warn!(%error, "tracefs is not mounted and could not be mounted: collectors on classic tracepoints will not load");
@@ -121,6 +125,7 @@ impl Agent {
         }
         let ring = builder.build().context("building the ring buffer poller")?;
         let enricher = DockerEnricher::new(&config.docker);
+        let detection = detection_for(&config, &loaded_names, data_dir);
         let mut agent = Agent {
             cgroup2_mount: host.cgroup2_mount,
             filter,
@@ -135,6 +140,7 @@ impl Agent {
             unattributed: Vec::new(),
             clock: BootClock::now(),
             last_tick: Instant::now(),
+            detection,
             config,
         };
         agent.emit(
@@ -174,6 +180,9 @@ impl Agent {
         self.ring.consume().ok();
         self.handle_events();
         self.tick();
+        if let Some(detection) = &mut self.detection {
+            detection.shutdown();
+        }
         self.sink.flush().context("writing records")?;
         Ok(())
     }
@@ -341,6 +350,13 @@ impl Agent {
         let Some(container) = self.registry.remove(event.slot) else {
             return;
         };
+        if let Some(ended) = self
+            .detection
+            .as_mut()
+            .and_then(|d| d.container_stopped(&container.reference.id))
+        {
+            self.emit(ts, ended);
+        }
         self.emit(
             ts,
             RecordBody::ContainerStop(ContainerStop {
@@ -446,6 +462,24 @@ impl Agent {
                 }),
             );
         }
+        let verdicts = match &mut self.detection {
+            Some(detection) => {
+                let windows: Vec<Window<'_>> = batch
+                    .by_slot
+                    .iter()
+                    .filter_map(|(slot, stats)| {
+                        let container = self.registry.get(*slot)?;
+                        Some(Window {
+                            container: &container.reference,
+                            image_id: container.enrichment.image_id.as_deref(),
+                            stats,
+                        })
+                    })
+                    .collect();
+                detection.interval(&windows, now)
+            }
+            None => Vec::new(),
+        };
         for (slot, stats) in batch.by_slot {
             let Some(container) = self.registry.get(slot) else {
                 continue;
@@ -455,6 +489,9 @@ impl Agent {
                 interval_s: batch.interval_s,
                 stats,
             });
+            self.emit(now, body);
+        }
+        for body in verdicts {
             self.emit(now, body);
         }
     }
@@ -468,6 +505,25 @@ impl Agent {
             tracing::error!(%error, "record not written");
         }
     }
+}
+
+/// The detection stage, when `[detection]` is on and the n-gram features it needs are collected.
+fn detection_for(config: &Config, loaded: &[String], data_dir: &Path) -> Option<Detection> {
+    if !config.detection.enabled {
+        return None;
+    }
+    let syscalls = &config.collectors.syscalls;
+    let collecting = loaded
+        .iter()
+        .any(|name| name == kanary_collectors::collectors::syscalls::NAME);
+    if !syscalls.enabled || syscalls.ngram_len == 0 || !collecting {
+        // Detection learns from syscall n-grams: without them there is nothing to judge.
+        tracing::warn!(
+            "detection is off: it needs the syscalls collector loaded with ngram_len > 0"
+        );
+        return None;
+    }
+    Some(Detection::new(&config.detection, Some(data_dir)))
 }
 
 /// A cgroup v2 directory's id is its inode number.

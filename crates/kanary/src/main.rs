@@ -2,6 +2,7 @@
 
 mod agent;
 mod clock;
+mod detection;
 mod enrich;
 mod preflight;
 mod registry;
@@ -61,6 +62,10 @@ struct RunArgs {
     /// Stream every raw syscall of this container (name or id prefix); repeatable.
     #[arg(long = "trace", value_name = "CONTAINER")]
     trace: Vec<String>,
+    /// How long a new image baseline learns before it detects, e.g. `15m`, `30s` (overrides
+    /// `[detection] learn_for`, default 15m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    learn_for: Option<std::time::Duration>,
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
@@ -79,6 +84,9 @@ fn run(args: RunArgs) -> Result<()> {
         .syscalls
         .trace_containers
         .extend(args.trace);
+    if let Some(learn_for) = args.learn_for {
+        config.detection.learn_for = learn_for;
+    }
     let host = preflight::check(config.agent.cgroup2_mount.as_deref())?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
@@ -98,7 +106,7 @@ fn run(args: RunArgs) -> Result<()> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let agent = agent::Agent::start(config, host, Box::new(NdjsonSink::new(out)))?;
+    let agent = agent::Agent::start(config, host, Box::new(NdjsonSink::new(out)), &args.data_dir)?;
     tracing::info!("kanary running");
     agent.run(stop)
 }

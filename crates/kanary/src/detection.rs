@@ -1,0 +1,926 @@
+//! The live detection stage: every interval, each container's `stats` window is fed to its
+//! image's baseline, which learns for a while and then scores; anomalous windows become `alert`
+//! records, one per incident.
+//!
+//! * **Baselines.** One [`Baseline`] per image ([`key_of`]: the image id when the runtime gave
+//!   one, else the image name), shared by all containers of that image, loaded from the store
+//!   under `--data-dir` on first use or started afresh. A stored baseline the store cannot decode
+//!   is quarantined by the store and relearnt here with a warning; so is one whose n-gram length
+//!   no longer matches the agent's (`collectors.syscalls.ngram_len` changed).
+//! * **Learning.** Windows are observed while learning; at the end of an interval a baseline that
+//!   is [`Baseline::ready`] learns and calibrates its detector and detects from the next interval.
+//!   A learning baseline is saved every `save_every` intervals, at each change of phase and when
+//!   the agent stops, not on every window: a save writes the whole learning sample.
+//! * **Incidents.** [`Incidents`] turns per-window verdicts into one alert per incident: the
+//!   first anomalous window opens it (written at once), later ones update its count, last_seen
+//!   and, when higher, its score and explanation, and it is written again at most once per
+//!   `realert_every` intervals; `close_after` normal intervals (or the container stopping) end it
+//!   with a last record marked `ended`.
+//!
+//! Nothing here touches the kernel: the agent hands in windows and writes what comes back.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::time::SystemTime;
+
+use kanary_detect::baseline::{Baseline, BaselineConfig, BaselineKey};
+use kanary_detect::detector::Calibration;
+use kanary_detect::{CombinedConfig, DetectError, Detector, FeatureWindow};
+use kanary_model::config::DetectionConfig;
+use kanary_model::record::{
+    self, Alert, AlertClass, AlertContribution, ContainerRef, Learning, RecordBody, Severity,
+};
+use kanary_model::stats::ContainerStats;
+use kanary_store::{Store, StoreError};
+
+/// One container's window of one interval, as the agent hands it in.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    /// The container.
+    pub container: &'a ContainerRef,
+    /// Its image id (digest), when the runtime gave one.
+    pub image_id: Option<&'a str>,
+    /// Its aggregates of the interval.
+    pub stats: &'a ContainerStats,
+}
+
+/// The baseline key of a container's image: the id when known, else the name (see
+/// [`BaselineKey`]); `None` when neither is known (the host pseudo-container, or a container the
+/// runtime could not describe), which is then not judged: it has no image to share a baseline
+/// with.
+pub fn key_of(image_id: Option<&str>, image: Option<&str>) -> Option<BaselineKey> {
+    let image = image.map(str::trim).filter(|name| !name.is_empty());
+    let image_id = image_id.map(str::trim).filter(|id| !id.is_empty());
+    let name = image.or(image_id)?;
+    Some(BaselineKey::new(image_id, name))
+}
+
+/// The baseline settings the `[detection]` section asks for.
+pub fn baseline_config(config: &DetectionConfig) -> BaselineConfig {
+    BaselineConfig {
+        learn_for: config.learn_for,
+        min_windows: config.min_windows,
+        max_windows: config.max_windows,
+        detector: CombinedConfig::default(),
+        calibration: Calibration {
+            quantile: config.quantile,
+            margin: config.margin,
+            ..Calibration::default()
+        },
+    }
+}
+
+/// How serious an alert is, from how far its score is above the threshold. The combined score is
+/// in units of each view's own 1%-false-alarm distance from its normal median, so an excess of 1
+/// means "one more such distance again" and 4 is far outside anything seen while learning.
+pub fn severity(score: f64, threshold: f64) -> Severity {
+    let excess = score - threshold;
+    if excess >= 4.0 {
+        Severity::High
+    } else if excess >= 1.0 {
+        Severity::Medium
+    } else {
+        Severity::Low
+    }
+}
+
+/// One anomalous window's verdict, before incident bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// What kind of anomaly.
+    pub class: AlertClass,
+    /// The detector that scored.
+    pub detector: String,
+    /// Its score.
+    pub score: f64,
+    /// Its threshold.
+    pub threshold: f64,
+    /// Each view's standardised score.
+    pub views: BTreeMap<String, f64>,
+    /// The explanation.
+    pub contributions: Vec<AlertContribution>,
+}
+
+/// An open incident.
+#[derive(Debug, Clone)]
+struct Incident {
+    alert: Alert,
+    /// Intervals since it was last written.
+    since_written: u32,
+    /// Consecutive normal intervals.
+    normal: u32,
+}
+
+/// Open incidents by container id (see the module documentation).
+#[derive(Debug)]
+pub struct Incidents {
+    realert_every: u32,
+    close_after: u32,
+    open: HashMap<String, Incident>,
+}
+
+impl Incidents {
+    /// No incident open yet.
+    pub fn new(realert_every: u32, close_after: u32) -> Self {
+        Incidents {
+            realert_every: realert_every.max(1),
+            close_after: close_after.max(1),
+            open: HashMap::new(),
+        }
+    }
+
+    /// Whether `container_id` has an open incident.
+    #[cfg(test)]
+    pub fn is_open(&self, container_id: &str) -> bool {
+        self.open.contains_key(container_id)
+    }
+
+    /// An anomalous window of `container` read at `now`: the alert to write, if any.
+    pub fn anomalous(
+        &mut self,
+        container: &ContainerRef,
+        image_id: Option<&str>,
+        verdict: Verdict,
+        now: SystemTime,
+    ) -> Option<Alert> {
+        let ts = record::timestamp(now);
+        let Some(incident) = self.open.get_mut(&container.id) else {
+            let short = container.id.get(..12).unwrap_or(&container.id);
+            let since_epoch = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            let alert = Alert {
+                id: format!("{short}-{since_epoch}"),
+                container: container.clone(),
+                image_id: image_id.map(str::to_string),
+                class: verdict.class,
+                severity: severity(verdict.score, verdict.threshold),
+                score: verdict.score,
+                threshold: verdict.threshold,
+                detector: verdict.detector,
+                views: verdict.views,
+                contributions: verdict.contributions,
+                first_seen: ts.clone(),
+                last_seen: ts,
+                count: 1,
+                ended: false,
+            };
+            self.open.insert(
+                container.id.clone(),
+                Incident {
+                    alert: alert.clone(),
+                    since_written: 0,
+                    normal: 0,
+                },
+            );
+            return Some(alert);
+        };
+        let alert = &mut incident.alert;
+        alert.count += 1;
+        alert.last_seen = ts;
+        // The record describes the incident's worst window, so a burst that grows is explained
+        // by its peak rather than by its first, milder, window.
+        if verdict.score > alert.score {
+            alert.severity = severity(verdict.score, verdict.threshold);
+            alert.score = verdict.score;
+            alert.threshold = verdict.threshold;
+            alert.views = verdict.views;
+            alert.contributions = verdict.contributions;
+        }
+        incident.normal = 0;
+        incident.since_written += 1;
+        if incident.since_written >= self.realert_every {
+            incident.since_written = 0;
+            return Some(incident.alert.clone());
+        }
+        None
+    }
+
+    /// A normal (or empty) interval of `container_id`: the ended alert to write, if the incident
+    /// ends now.
+    pub fn normal(&mut self, container_id: &str) -> Option<Alert> {
+        let incident = self.open.get_mut(container_id)?;
+        incident.normal += 1;
+        incident.since_written += 1;
+        if incident.normal < self.close_after {
+            return None;
+        }
+        self.end(container_id)
+    }
+
+    /// The container stopped: its incident, if any, ends.
+    pub fn stopped(&mut self, container_id: &str) -> Option<Alert> {
+        self.end(container_id)
+    }
+
+    fn end(&mut self, container_id: &str) -> Option<Alert> {
+        let mut incident = self.open.remove(container_id)?;
+        // Always written: readers learn the incident is over, with its final count.
+        incident.alert.ended = true;
+        Some(incident.alert)
+    }
+}
+
+/// A baseline in use, with its saving bookkeeping.
+#[derive(Debug)]
+struct Tracked {
+    baseline: Baseline,
+    /// Intervals with new windows since it was last saved.
+    unsaved: u32,
+    /// Changed since it was last saved.
+    dirty: bool,
+    /// Fewest windows seen before finishing learning is tried again after a failure (e.g. no
+    /// n-gram at all yet), so a failing calibration is not redone every interval.
+    retry_at: u64,
+    /// A scoring error was already reported (reported once, not every interval).
+    warned: bool,
+}
+
+/// The detection stage (see the module documentation).
+pub struct Detection {
+    config: DetectionConfig,
+    baselines_config: BaselineConfig,
+    store: Option<Store>,
+    baselines: HashMap<String, Tracked>,
+    incidents: Incidents,
+}
+
+impl Detection {
+    /// The stage for `config`, keeping baselines in the store under `data_dir` (`None`: in
+    /// memory only). A store that cannot be opened is reported and detection runs in memory:
+    /// losing persistence is better than losing detection.
+    pub fn new(config: &DetectionConfig, data_dir: Option<&Path>) -> Self {
+        let mut baselines_config = baseline_config(config);
+        if let Err(error) = baselines_config.check() {
+            // `Config::validate` checks the same bounds; this only guards against drift.
+            tracing::warn!(%error, "detection settings refused: using the defaults");
+            baselines_config = BaselineConfig::default();
+        }
+        let store = data_dir.and_then(|dir| match Store::open(dir) {
+            Ok(store) => Some(store),
+            Err(error) => {
+                tracing::warn!(%error, "baseline store not opened: baselines are kept in memory only and relearnt after a restart");
+                None
+            }
+        });
+        Detection {
+            config: config.clone(),
+            baselines_config,
+            store,
+            baselines: HashMap::new(),
+            incidents: Incidents::new(config.realert_every, config.close_after),
+        }
+    }
+
+    /// Feeds one interval's windows, read at `now`; returns the `alert` and `learning` records
+    /// to write.
+    pub fn interval(&mut self, windows: &[Window<'_>], now: SystemTime) -> Vec<RecordBody> {
+        let mut out = Vec::new();
+        let mut touched = HashSet::new();
+        for window in windows {
+            let container = window.container;
+            let Some(key) = key_of(window.image_id, container.image.as_deref()) else {
+                continue;
+            };
+            let id = key.id().to_string();
+            if !self.baselines.contains_key(&id) {
+                let Some(tracked) = self.load(key, now) else {
+                    continue;
+                };
+                if !tracked.baseline.state.is_learning() {
+                    out.push(RecordBody::Learning(learning_record(
+                        &tracked.baseline,
+                        now,
+                    )));
+                }
+                self.baselines.insert(id.clone(), tracked);
+            }
+            touched.insert(id.clone());
+            let features = FeatureWindow::from_stats(window.stats);
+            let alert = self.judge(&id, container, window, &features, now);
+            out.extend(alert.map(RecordBody::Alert));
+        }
+        let mut touched: Vec<String> = touched.into_iter().collect();
+        touched.sort();
+        for id in touched {
+            out.extend(self.end_of_interval(&id, now));
+        }
+        out
+    }
+
+    /// Scores or learns one window; returns an alert to write.
+    fn judge(
+        &mut self,
+        id: &str,
+        container: &ContainerRef,
+        window: &Window<'_>,
+        features: &FeatureWindow,
+        now: SystemTime,
+    ) -> Option<Alert> {
+        let tracked = self.baselines.get_mut(id)?;
+        if tracked.baseline.state.is_learning() {
+            match tracked.baseline.observe(features, now) {
+                Ok(()) => tracked.dirty |= features.syscall_total() > 0,
+                Err(DetectError::NgramLen(reason)) => {
+                    tracing::warn!(baseline = %tracked.baseline.key, %reason, "baseline relearnt: the n-gram length changed");
+                    self.relearn(id, now);
+                }
+                Err(error) => {
+                    if !tracked.warned {
+                        tracked.warned = true;
+                        tracing::warn!(baseline = %tracked.baseline.key, %error, "window not learnt");
+                    }
+                }
+            }
+            // Nothing is judged while learning: an incident opened before a relearn ends.
+            return self.incidents.normal(&container.id);
+        }
+        if features.syscall_total() == 0 {
+            // An idle interval holds nothing to judge and counts as normal.
+            return self.incidents.normal(&container.id);
+        }
+        let verdict = match score(&tracked.baseline, features) {
+            Ok(verdict) => verdict,
+            Err(DetectError::NgramLen(reason)) => {
+                tracing::warn!(baseline = %tracked.baseline.key, %reason, "baseline relearnt: the n-gram length changed");
+                self.relearn(id, now);
+                return self.incidents.normal(&container.id);
+            }
+            Err(error) => {
+                if !tracked.warned {
+                    tracked.warned = true;
+                    tracing::warn!(baseline = %tracked.baseline.key, %error, "window not scored");
+                }
+                return None;
+            }
+        };
+        match verdict {
+            Some(verdict) => self
+                .incidents
+                .anomalous(container, window.image_id, verdict, now),
+            None => self.incidents.normal(&container.id),
+        }
+    }
+
+    /// After all windows of an interval: finish learning when due, save now and then, and report
+    /// progress.
+    fn end_of_interval(&mut self, id: &str, now: SystemTime) -> Option<RecordBody> {
+        let save_every = self.config.save_every;
+        let tracked = self.baselines.get_mut(id)?;
+        if !tracked.baseline.state.is_learning() {
+            return None;
+        }
+        let progress = tracked.baseline.progress(now);
+        if tracked.baseline.ready(now) && progress.windows >= tracked.retry_at {
+            match tracked
+                .baseline
+                .finish_learning(&self.baselines_config, now)
+            {
+                Ok(threshold) => {
+                    tracing::info!(baseline = %tracked.baseline.key, windows = progress.windows, threshold, "baseline learnt: detecting");
+                    tracked.dirty = true;
+                    let record = learning_record(&tracked.baseline, now);
+                    self.save(id);
+                    return Some(RecordBody::Learning(record));
+                }
+                Err(error) => {
+                    tracked.retry_at = progress.windows + self.config.min_windows;
+                    tracing::warn!(baseline = %tracked.baseline.key, %error, retry_after_windows = tracked.retry_at, "baseline could not finish learning yet");
+                }
+            }
+        }
+        let tracked = self.baselines.get_mut(id)?;
+        tracked.unsaved += 1;
+        let record = learning_record(&tracked.baseline, now);
+        if tracked.unsaved >= save_every {
+            self.save(id);
+        }
+        Some(RecordBody::Learning(record))
+    }
+
+    /// A container stopped: its incident ends.
+    pub fn container_stopped(&mut self, container_id: &str) -> Option<RecordBody> {
+        self.incidents.stopped(container_id).map(RecordBody::Alert)
+    }
+
+    /// The agent stops: unsaved learning is saved.
+    pub fn shutdown(&mut self) {
+        let ids: Vec<String> = self.baselines.keys().cloned().collect();
+        for id in ids {
+            if self.baselines.get(&id).is_some_and(|t| t.dirty) {
+                self.save(&id);
+            }
+        }
+    }
+
+    /// The stored baseline of `key`, or a new one; a quarantined or unreadable one is relearnt.
+    fn load(&mut self, key: BaselineKey, now: SystemTime) -> Option<Tracked> {
+        let stored = match self.store.as_mut().map(|store| store.get(&key)) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(baseline))) => Some(baseline),
+            Some(Err(error @ StoreError::Quarantined { .. })) => {
+                tracing::warn!(%error, "baseline relearnt");
+                None
+            }
+            Some(Err(error)) => {
+                tracing::warn!(baseline = %key, %error, "stored baseline not read: relearning it");
+                None
+            }
+        };
+        let (baseline, dirty) = match stored {
+            Some(baseline) => {
+                tracing::info!(baseline = %baseline.key, phase = baseline.state.phase(), "baseline loaded");
+                (baseline, false)
+            }
+            None => (self.fresh(key, now)?, true),
+        };
+        Some(Tracked {
+            baseline,
+            unsaved: 0,
+            dirty,
+            retry_at: 0,
+            warned: false,
+        })
+    }
+
+    /// A new learning baseline. Only fails on settings `BaselineConfig::check` refuses, which
+    /// [`Detection::new`] already replaced by the defaults.
+    fn fresh(&self, key: BaselineKey, now: SystemTime) -> Option<Baseline> {
+        Baseline::new(key, &self.baselines_config, now)
+            .map_err(|error| tracing::warn!(%error, "baseline not started"))
+            .ok()
+    }
+
+    fn relearn(&mut self, id: &str, now: SystemTime) {
+        let Some(key) = self.baselines.get(id).map(|t| t.baseline.key.clone()) else {
+            return;
+        };
+        match self.load_fresh(key, now) {
+            Some(tracked) => {
+                self.baselines.insert(id.to_string(), tracked);
+                self.save(id);
+            }
+            None => {
+                self.baselines.remove(id);
+            }
+        }
+    }
+
+    fn load_fresh(&self, key: BaselineKey, now: SystemTime) -> Option<Tracked> {
+        Some(Tracked {
+            baseline: self.fresh(key, now)?,
+            unsaved: 0,
+            dirty: true,
+            retry_at: 0,
+            warned: false,
+        })
+    }
+
+    fn save(&mut self, id: &str) {
+        let Some(tracked) = self.baselines.get_mut(id) else {
+            return;
+        };
+        tracked.unsaved = 0;
+        tracked.dirty = false;
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if let Err(error) = store.put(&tracked.baseline) {
+            tracing::warn!(baseline = %tracked.baseline.key, %error, "baseline not saved");
+        }
+    }
+}
+
+/// Scores `window` against a detecting baseline: `None` when normal, else the verdict with its
+/// explanation (computed only then: explaining costs more than scoring).
+pub fn score(
+    baseline: &Baseline,
+    window: &FeatureWindow,
+) -> kanary_detect::Result<Option<Verdict>> {
+    let detector = baseline
+        .detector()
+        .ok_or(DetectError::NotTrained("combined"))?;
+    let threshold = detector
+        .threshold()
+        .ok_or(DetectError::NotTrained("combined"))?;
+    let [sequence, frequency] = detector.z_scores(window)?;
+    // The combined score, as `CombinedDetector::raw_score` computes it, without scoring twice.
+    let score = (sequence + frequency) / 2.0;
+    tracing::debug!(
+        baseline = %baseline.key,
+        score,
+        threshold,
+        sequence,
+        frequency,
+        syscalls = window.syscall_total(),
+        "window scored"
+    );
+    // A NaN score (nothing comparable) is not an alarm.
+    if score.partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater) {
+        return Ok(None);
+    }
+    let contributions = detector
+        .explain(window, detector.top())?
+        .into_iter()
+        .map(|c| AlertContribution {
+            feature: c.feature,
+            baseline: c.baseline,
+            observed: c.observed,
+        })
+        .collect();
+    Ok(Some(Verdict {
+        // Both views of the combined detector judge the container's syscall behaviour (its
+        // sequences, and its mix of known syscalls); other classes come from other detectors.
+        class: AlertClass::SequenceAnomaly,
+        detector: detector.kind().to_string(),
+        score,
+        threshold,
+        views: BTreeMap::from([
+            ("sequence".to_string(), sequence),
+            ("frequency".to_string(), frequency),
+        ]),
+        contributions,
+    }))
+}
+
+/// The `learning` record of a baseline at `now`.
+fn learning_record(baseline: &Baseline, now: SystemTime) -> Learning {
+    let progress = baseline.progress(now);
+    Learning {
+        image: baseline.key.image.clone(),
+        image_id: baseline.key.image_id.clone(),
+        phase: baseline.state.phase().to_string(),
+        windows: progress.windows,
+        events: progress.events,
+        time_left_s: progress.time_left.as_secs_f64(),
+        windows_missing: progress.windows_missing,
+        threshold: baseline.detector().and_then(|d| d.threshold()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kanary_detect::window::windows_of_threads;
+    use kanary_model::stats::{NgramStats, SyscallStats};
+    use std::time::Duration;
+
+    fn container(name: &str) -> ContainerRef {
+        ContainerRef {
+            id: format!("{name:0>64}"),
+            name: name.into(),
+            image: Some("app:1".into()),
+        }
+    }
+
+    fn verdict(score: f64) -> Verdict {
+        Verdict {
+            class: AlertClass::SequenceAnomaly,
+            detector: "combined".into(),
+            score,
+            threshold: 1.0,
+            views: BTreeMap::new(),
+            contributions: vec![AlertContribution {
+                feature: format!("f{score}"),
+                baseline: 0.0,
+                observed: 1.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_key_is_the_image_id_else_the_name() {
+        let by_id = key_of(Some("sha256:abc"), Some("app:1")).unwrap();
+        assert_eq!(by_id.id(), "sha256:abc");
+        assert_eq!(by_id.image, "app:1");
+        let by_name = key_of(Some("  "), Some("app:1")).unwrap();
+        assert_eq!(by_name.id(), "app:1");
+        assert_eq!(key_of(None, Some("app:1")), Some(by_name));
+        // An id without a name still keys (and names) the baseline.
+        assert_eq!(
+            key_of(Some("sha256:abc"), None).unwrap().image,
+            "sha256:abc"
+        );
+        // The host, or a container the runtime did not describe: nothing to share with.
+        assert_eq!(key_of(None, None), None);
+        assert_eq!(key_of(None, Some("")), None);
+    }
+
+    #[test]
+    fn one_alert_per_incident_repeats_are_counted_and_rewritten_rarely() {
+        let mut incidents = Incidents::new(3, 2);
+        let web = container("web");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let opened = incidents
+            .anomalous(&web, Some("sha256:1"), verdict(2.0), t0)
+            .unwrap();
+        assert_eq!((opened.count, opened.ended), (1, false));
+        assert_eq!(opened.first_seen, opened.last_seen);
+        // Two more anomalous intervals: counted, not written.
+        for i in 1..3 {
+            let at = t0 + Duration::from_secs(i);
+            assert!(incidents.anomalous(&web, None, verdict(1.5), at).is_none());
+        }
+        // One normal interval does not end it (close_after = 2), and resets nothing but the streak.
+        assert!(incidents.normal(&web.id).is_none());
+        // The third interval since it was written: written again, same id, updated count.
+        let at = t0 + Duration::from_secs(5);
+        let again = incidents.anomalous(&web, None, verdict(6.0), at).unwrap();
+        assert_eq!(again.id, opened.id);
+        assert_eq!(again.count, 4);
+        assert_eq!(again.first_seen, opened.first_seen);
+        assert_eq!(again.last_seen, record::timestamp(at));
+        // The worst window describes the incident.
+        assert_eq!(again.score, 6.0);
+        assert_eq!(again.severity, Severity::High);
+        assert_eq!(again.contributions[0].feature, "f6");
+        assert!(incidents.anomalous(&web, None, verdict(3.0), at).is_none());
+        // Two normal intervals in a row end it, once.
+        assert!(incidents.normal(&web.id).is_none());
+        let ended = incidents.normal(&web.id).unwrap();
+        assert!(ended.ended);
+        assert_eq!(
+            (ended.id.as_str(), ended.count, ended.score),
+            (opened.id.as_str(), 5, 6.0)
+        );
+        assert!(!incidents.is_open(&web.id));
+        assert!(incidents.normal(&web.id).is_none());
+        // The next anomaly is a new incident.
+        let later = t0 + Duration::from_secs(60);
+        let next = incidents
+            .anomalous(&web, None, verdict(2.0), later)
+            .unwrap();
+        assert_ne!(next.id, opened.id);
+        assert_eq!(next.count, 1);
+        // Containers do not share incidents; a stopped container's incident ends.
+        let db = container("db");
+        assert!(incidents
+            .anomalous(&db, None, verdict(2.0), later)
+            .is_some());
+        assert!(incidents.stopped(&web.id).unwrap().ended);
+        assert!(incidents.is_open(&db.id));
+        assert!(incidents.stopped(&web.id).is_none());
+    }
+
+    #[test]
+    fn severity_grows_with_the_excess_over_the_threshold() {
+        assert_eq!(severity(1.2, 1.0), Severity::Low);
+        assert_eq!(severity(2.5, 1.0), Severity::Medium);
+        assert_eq!(severity(5.0, 1.0), Severity::High);
+        assert_eq!(severity(3.0, -2.0), Severity::High);
+    }
+
+    /// A deterministic generator, so the synthetic workload never flakes.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, below: u32) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) % u64::from(below)) as u32
+        }
+    }
+
+    fn stats_of(threads: &[Vec<u32>]) -> ContainerStats {
+        let window = windows_of_threads(3, threads, None).unwrap().remove(0);
+        ContainerStats {
+            syscalls: Some(SyscallStats::from_counts(window.syscalls, 0)),
+            ngrams: Some(NgramStats::from_counts(3, window.ngrams, 0)),
+            ..ContainerStats::default()
+        }
+    }
+
+    /// A server loop picking one of three request paths (x86_64 numbers).
+    fn normal(rng: &mut Lcg) -> ContainerStats {
+        let paths: [&[u32]; 3] = [
+            &[232, 0, 257, 5, 0, 3, 1],
+            &[232, 0, 1, 3],
+            &[232, 0, 1, 20, 3],
+        ];
+        let mut seq = Vec::new();
+        for _ in 0..60 {
+            seq.extend_from_slice(paths[rng.next(3) as usize]);
+        }
+        stats_of(&[seq])
+    }
+
+    /// A directory walk: getdents64, newfstatat, openat, close.
+    fn walk() -> ContainerStats {
+        let seq: Vec<u32> = [217, 262, 262, 257, 217, 217, 3].repeat(40);
+        stats_of(&[seq])
+    }
+
+    fn config() -> DetectionConfig {
+        DetectionConfig {
+            learn_for: Duration::from_secs(5),
+            min_windows: 10,
+            realert_every: 4,
+            close_after: 2,
+            save_every: 3,
+            ..DetectionConfig::default()
+        }
+    }
+
+    fn phases(records: &[RecordBody]) -> Vec<(String, String)> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                RecordBody::Learning(l) => Some((l.image.clone(), l.phase.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn alerts(records: &[RecordBody]) -> Vec<Alert> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                RecordBody::Alert(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn learns_a_shared_baseline_then_alerts_on_the_odd_container_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut detection = Detection::new(&config(), Some(dir.path()));
+        let (a, b) = (container("a"), container("b"));
+        let host = ContainerRef {
+            id: "host".into(),
+            name: "host".into(),
+            image: None,
+        };
+        let mut rng = Lcg(3);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut now = t0;
+        let mut learnt_at = None;
+        for second in 0..8 {
+            now = t0 + Duration::from_secs(second);
+            let (sa, sb, sh) = (normal(&mut rng), normal(&mut rng), walk());
+            let windows = [
+                Window {
+                    container: &a,
+                    image_id: Some("sha256:app"),
+                    stats: &sa,
+                },
+                Window {
+                    container: &b,
+                    image_id: Some("sha256:app"),
+                    stats: &sb,
+                },
+                // Not judged: no image.
+                Window {
+                    container: &host,
+                    image_id: None,
+                    stats: &sh,
+                },
+            ];
+            let out = detection.interval(&windows, now);
+            assert!(alerts(&out).is_empty(), "no alert while learning");
+            let phases = phases(&out);
+            // One progress record per image per interval while learning, and one when it
+            // switches; never one for the host.
+            if learnt_at.is_some() {
+                assert!(phases.is_empty(), "{phases:?}");
+                continue;
+            }
+            assert_eq!(phases.len(), 1, "{phases:?}");
+            if phases[0].1 == "detecting" {
+                learnt_at = Some(second);
+            }
+        }
+        // 2 windows per second: 10 windows after 5 s, and the 5 s are over at second 5.
+        assert_eq!(learnt_at, Some(5));
+        // Detecting: normal windows of both containers raise nothing and report no progress.
+        for second in 8..12 {
+            now = t0 + Duration::from_secs(second);
+            let (sa, sb) = (normal(&mut rng), normal(&mut rng));
+            let out = detection.interval(
+                &[
+                    Window {
+                        container: &a,
+                        image_id: Some("sha256:app"),
+                        stats: &sa,
+                    },
+                    Window {
+                        container: &b,
+                        image_id: Some("sha256:app"),
+                        stats: &sb,
+                    },
+                ],
+                now,
+            );
+            assert!(out.is_empty(), "{out:?}");
+        }
+        // `a` walks the file system for three intervals: one alert, about `a`.
+        let mut written = Vec::new();
+        for second in 12..15 {
+            now = t0 + Duration::from_secs(second);
+            let (sa, sb) = (walk(), normal(&mut rng));
+            written.extend(alerts(&detection.interval(
+                &[
+                    Window {
+                        container: &a,
+                        image_id: Some("sha256:app"),
+                        stats: &sa,
+                    },
+                    Window {
+                        container: &b,
+                        image_id: Some("sha256:app"),
+                        stats: &sb,
+                    },
+                ],
+                now,
+            )));
+        }
+        assert_eq!(written.len(), 1, "{written:?}");
+        let alert = &written[0];
+        assert_eq!(alert.container, a);
+        assert_eq!(alert.class, AlertClass::SequenceAnomaly);
+        assert_eq!(alert.image_id.as_deref(), Some("sha256:app"));
+        assert!(alert.score > alert.threshold);
+        assert!(
+            alert
+                .contributions
+                .iter()
+                .any(|c| c.feature.contains("getdents64")),
+            "{:?}",
+            alert.contributions
+        );
+        // It stops: the incident ends with its count.
+        let ended = detection.container_stopped(&a.id).unwrap();
+        let RecordBody::Alert(ended) = ended else {
+            panic!("not an alert: {ended:?}");
+        };
+        assert!(ended.ended);
+        assert_eq!(ended.count, 3);
+        detection.shutdown();
+
+        // A restart reloads the learnt baseline: detecting at once, no relearning.
+        let mut again = Detection::new(&config(), Some(dir.path()));
+        let sb = walk();
+        let out = again.interval(
+            &[Window {
+                container: &b,
+                image_id: Some("sha256:app"),
+                stats: &sb,
+            }],
+            now + Duration::from_secs(1),
+        );
+        assert_eq!(
+            phases(&out),
+            vec![("app:1".to_string(), "detecting".to_string())]
+        );
+        assert_eq!(alerts(&out).len(), 1);
+    }
+
+    #[test]
+    fn a_damaged_stored_baseline_is_relearnt_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = container("a");
+        let mut rng = Lcg(5);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        {
+            let mut detection = Detection::new(&config(), Some(dir.path()));
+            for second in 0..3 {
+                let sa = normal(&mut rng);
+                let window = Window {
+                    container: &a,
+                    image_id: None,
+                    stats: &sa,
+                };
+                detection.interval(&[window], t0 + Duration::from_secs(second));
+            }
+            // Saved every 3 intervals: the baseline is in the store, learning, 3 windows.
+        }
+        let db = rusqlite::Connection::open(dir.path().join(kanary_store::DB_FILE)).unwrap();
+        let changed = db
+            .execute(
+                "UPDATE baselines SET models = x'7b7d' WHERE key = 'app:1'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        drop(db);
+        let mut detection = Detection::new(&config(), Some(dir.path()));
+        let sa = normal(&mut rng);
+        let out = detection.interval(
+            &[Window {
+                container: &a,
+                image_id: None,
+                stats: &sa,
+            }],
+            t0 + Duration::from_secs(10),
+        );
+        let RecordBody::Learning(progress) = &out[0] else {
+            panic!("{out:?}");
+        };
+        // Learning again from scratch: this window is the first.
+        assert_eq!((progress.phase.as_str(), progress.windows), ("learning", 1));
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.quarantined().unwrap().len(), 1);
+    }
+}

@@ -639,26 +639,10 @@ mod tests {
 
     const T0: u64 = 1_700_000_000;
 
+    use crate::synthetic::normal_trace;
+
     fn at(seconds: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(T0 + seconds)
-    }
-
-    /// A web-server-like loop over three request paths, chosen deterministically.
-    fn normal_trace(seed: u64, requests: usize) -> Vec<u32> {
-        let paths: [&[u32]; 3] = [
-            &[232, 43, 0, 257, 5, 0, 3, 1, 3],
-            &[232, 43, 0, 4, 1, 3],
-            &[232, 0, 1, 20, 3],
-        ];
-        let mut state = seed;
-        let mut seq = Vec::new();
-        for _ in 0..requests {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            seq.extend_from_slice(paths[((state >> 33) % 3) as usize]);
-        }
-        seq
     }
 
     fn windows() -> Vec<FeatureWindow> {

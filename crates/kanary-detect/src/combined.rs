@@ -222,25 +222,8 @@ impl Detector for CombinedDetector {
 mod tests {
     use super::*;
     use crate::detector::{from_json, to_json};
+    use crate::synthetic::normal_trace;
     use crate::window::windows_of_threads;
-
-    /// Normal behaviour: a loop over three request paths, chosen deterministically but unevenly.
-    fn normal_trace(seed: u64, requests: usize) -> Vec<u32> {
-        let paths: [&[u32]; 3] = [
-            &[232, 43, 0, 257, 5, 0, 3, 1, 3],
-            &[232, 43, 0, 4, 1, 3],
-            &[232, 0, 1, 20, 3],
-        ];
-        let mut state = seed;
-        let mut seq = Vec::new();
-        for _ in 0..requests {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            seq.extend_from_slice(paths[((state >> 33) % 3) as usize]);
-        }
-        seq
-    }
 
     fn training() -> Vec<FeatureWindow> {
         windows_of_threads(3, &[normal_trace(7, 3000)], Some(200)).unwrap()

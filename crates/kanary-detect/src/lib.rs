@@ -48,6 +48,7 @@ pub mod lidds;
 pub mod metrics;
 pub mod names;
 pub mod sequence;
+pub mod synthetic;
 pub mod window;
 
 pub use combined::{CombinedConfig, CombinedDetector};

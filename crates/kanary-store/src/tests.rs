@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use kanary_detect::baseline::{Baseline, BaselineConfig, BaselineKey, State};
+use kanary_detect::synthetic::normal_trace;
 use kanary_detect::window::windows_of_threads;
 use kanary_detect::Detector;
 use rusqlite::params;
@@ -11,24 +12,6 @@ use super::*;
 
 fn at(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
-}
-
-/// A loop over three request paths, chosen deterministically.
-fn normal_trace(seed: u64, requests: usize) -> Vec<u32> {
-    let paths: [&[u32]; 3] = [
-        &[232, 43, 0, 257, 5, 0, 3, 1, 3],
-        &[232, 43, 0, 4, 1, 3],
-        &[232, 0, 1, 20, 3],
-    ];
-    let mut state = seed;
-    let mut seq = Vec::new();
-    for _ in 0..requests {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        seq.extend_from_slice(paths[((state >> 33) % 3) as usize]);
-    }
-    seq
 }
 
 fn config() -> BaselineConfig {

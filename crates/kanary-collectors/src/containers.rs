@@ -100,6 +100,10 @@ impl ContainerFilter {
     }
 
     /// Watches a container cgroup found by the agent (one that existed before it started).
+    ///
+    /// A container created while the agent scans is watched by the kernel too: the insert only
+    /// succeeds where no entry exists, and otherwise the kernel's slot is returned and the one
+    /// taken here goes back, so one cgroup never holds two slots.
     pub fn watch(&self, cgroup_id: u64) -> Result<Slot> {
         let slot = self
             .free_slots
@@ -107,8 +111,24 @@ impl ContainerFilter {
             .map_err(map_error(NAME, "free_slots"))?
             .and_then(|bytes| read_pod::<u32>(&bytes))
             .ok_or(Error::SlotsExhausted)?;
-        self.insert(cgroup_id, slot, 0)?;
-        Ok(slot)
+        let entry = types::container_slot { slot, flags: 0 };
+        // SAFETY: container_slot is two u32s with no padding.
+        let value = unsafe { plain::as_bytes(&entry) };
+        let key = cgroup_id.to_ne_bytes();
+        match self.watched.update(&key, value, MapFlags::NO_EXIST) {
+            Ok(()) => Ok(slot),
+            Err(error) => {
+                self.release(slot)?;
+                let existing = self
+                    .watched
+                    .lookup(&key, MapFlags::ANY)
+                    .map_err(map_error(NAME, "watched_cgroups"))?
+                    .and_then(|bytes| read_pod::<types::container_slot>(&bytes));
+                existing
+                    .map(|entry| entry.slot)
+                    .ok_or_else(|| map_error(NAME, "watched_cgroups")(error))
+            }
+        }
     }
 
     /// Watches a sub-cgroup of a watched container under the container's slot.

@@ -316,6 +316,10 @@ impl Agent {
     }
 
     fn cgroup_created(&mut self, event: CgroupEvent) {
+        // The start-up scan may have registered it already (created while the agent scanned).
+        if self.registry.has_cgroup(event.cgroup_id) {
+            return;
+        }
         if event.slot_error {
             tracing::warn!(
                 path = event.path,

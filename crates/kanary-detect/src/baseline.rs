@@ -45,14 +45,23 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::activity::{self, Fact};
+use crate::behaviour::{BehaviourConfig, BehaviourProfile};
 use crate::combined::{CombinedConfig, CombinedDetector};
 use crate::detector::{self, Calibration, Detector};
 use crate::error::{DetectError, Result};
+use crate::forest::{WindowConfig, WindowModel};
+use crate::policy::Policy;
+use crate::resource::{ResourceConfig, ResourceModel};
 use crate::window::FeatureWindow;
 
 /// Version of the baseline envelope ([`Baseline`] as stored and exported); bumped on any
 /// incompatible change of it. The detectors inside carry [`detector::FORMAT_VERSION`].
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Most distinct facts a learning baseline remembers ([`Models::facts`]); the behaviour
+/// profile bounds what it learns from them further.
+pub const MAX_LEARNT_FACTS: usize = 16_384;
 
 /// The `kind` of every baseline document, so that another JSON file is recognised as such.
 pub const KIND: &str = "kanary-baseline";
@@ -316,8 +325,24 @@ impl Sample {
 pub struct Models {
     /// The learning sample; empty once detecting.
     pub sample: Sample,
-    /// The learnt and calibrated detector, once detecting.
+    /// Every distinct fact seen while learning (bounded by [`MAX_LEARNT_FACTS`]), in every
+    /// window, including those the sample does not keep and start-up windows; empty once
+    /// detecting (the behaviour profile then holds what was learnt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<Fact>,
+    /// The learnt and calibrated sequence and frequency detector, once detecting.
     pub combined: Option<CombinedDetector>,
+    /// The behaviour profile (programs, files, peers, ports), once detecting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behaviour: Option<BehaviourProfile>,
+    /// The resource model (robust per-metric statistics), once detecting, when the windows
+    /// carried resource figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceModel>,
+    /// The window model (isolation forest over figures and syscall mix), once detecting, when
+    /// the windows carried figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowModel>,
 }
 
 /// One image's baseline (see the module documentation).
@@ -362,7 +387,11 @@ impl Baseline {
             },
             models: Models {
                 sample: Sample::new(config.max_windows),
+                facts: Vec::new(),
                 combined: None,
+                behaviour: None,
+                resource: None,
+                window: None,
             },
             created_at: now,
             updated_at: now,
@@ -398,10 +427,21 @@ impl Baseline {
             }
         }
         self.models.sample.offer(*windows_seen, window);
+        activity::merge_facts(&mut self.models.facts, &window.facts, MAX_LEARNT_FACTS);
         *windows_seen += 1;
         *events_seen = events_seen.saturating_add(events);
         self.updated_at = now;
         Ok(())
+    }
+
+    /// Learns only the facts of `window` (programs, files, peers), not its figures: for
+    /// start-up windows, whose syscall mix (the runtime's set-up, the entrypoint's exec) is no
+    /// sample of the steady state but whose programs and files are normal ones. A no-op once
+    /// detecting.
+    pub fn observe_facts(&mut self, window: &FeatureWindow) {
+        if self.state.is_learning() {
+            activity::merge_facts(&mut self.models.facts, &window.facts, MAX_LEARNT_FACTS);
+        }
     }
 
     /// Whether learning can finish at `now`: the period is over and enough windows were seen.
@@ -430,11 +470,37 @@ impl Baseline {
                 self.key
             )));
         };
+        let windows = &self.models.sample.windows;
         let mut combined = CombinedDetector::new(config.detector.clone());
-        let threshold = combined.fit(&self.models.sample.windows, &config.calibration)?;
+        let threshold = combined.fit(windows, &config.calibration)?;
+        // The behaviour profile's threshold comes from the sample (held-out windows need
+        // windows), what it knows from every fact seen while learning.
+        let mut behaviour = BehaviourProfile::new(BehaviourConfig::default());
+        behaviour.calibrate(windows, &config.calibration)?;
+        behaviour.learn(&[FeatureWindow {
+            // Cloned: on an error below the baseline stays learning with all it had.
+            facts: self.models.facts.clone(),
+            ..FeatureWindow::default()
+        }])?;
+        // The figure-based models need figures: with the resource collector off there is
+        // nothing to learn, and the baseline detects without them.
+        let resource = optional(
+            ResourceModel::new(ResourceConfig::default()),
+            windows,
+            &config.calibration,
+        )?;
+        let window = optional(
+            WindowModel::new(WindowConfig::default()),
+            windows,
+            &config.calibration,
+        )?;
         self.models = Models {
             sample: Sample::new(self.models.sample.max_windows),
+            facts: Vec::new(),
             combined: Some(combined),
+            behaviour: Some(behaviour),
+            resource,
+            window,
         };
         self.state = State::Detecting {
             since: now,
@@ -445,9 +511,37 @@ impl Baseline {
         Ok(threshold)
     }
 
-    /// The learnt detector, once detecting.
+    /// The learnt combined (sequence and frequency) detector, once detecting.
     pub fn detector(&self) -> Option<&CombinedDetector> {
         self.models.combined.as_ref()
+    }
+
+    /// Every learnt detector, once detecting, in the order their verdicts take precedence
+    /// when two raise the same class; empty while learning.
+    pub fn detectors(&self) -> Vec<&dyn Detector> {
+        let mut out: Vec<&dyn Detector> = Vec::new();
+        if let Some(behaviour) = &self.models.behaviour {
+            out.push(behaviour);
+        }
+        if let Some(combined) = &self.models.combined {
+            out.push(combined);
+        }
+        if let Some(resource) = &self.models.resource {
+            out.push(resource);
+        }
+        if let Some(window) = &self.models.window {
+            out.push(window);
+        }
+        out
+    }
+
+    /// Sets the container-to-container allow-policy the behaviour profile applies (policy is
+    /// configuration, not learnt: it is not stored with the baseline).
+    pub fn set_policy(&mut self, policy: Option<Policy>) {
+        let image = self.key.image.clone();
+        if let Some(behaviour) = &mut self.models.behaviour {
+            behaviour.set_policy(&image, policy);
+        }
     }
 
     /// Checks what serde cannot: versions, and that state and models agree. Every decoded
@@ -539,6 +633,17 @@ impl Baseline {
                     Some(model) if model.n() != 0 => crate::window::check_ngram_len(model.n())?,
                     _ => return bad("models.combined.sequence has no n-gram model".into()),
                 }
+                if self.models.behaviour.is_none() {
+                    return bad("the state is detecting but models.behaviour is missing".into());
+                }
+                for detector in self.detectors() {
+                    if !detector.threshold().is_some_and(f64::is_finite) {
+                        return bad(format!(
+                            "models.{} has no finite calibrated threshold",
+                            detector.kind()
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -599,6 +704,19 @@ impl Baseline {
         })?;
         baseline.check()?;
         Ok(baseline)
+    }
+}
+
+/// `detector` fitted on `windows`, or `None` when they hold nothing it learns from.
+fn optional<D: Detector + Clone>(
+    mut detector: D,
+    windows: &[FeatureWindow],
+    calibration: &Calibration,
+) -> Result<Option<D>> {
+    match detector.fit(windows, calibration) {
+        Ok(_) => Ok(Some(detector)),
+        Err(DetectError::EmptyTraining(_)) => Ok(None),
+        Err(error) => Err(error),
     }
 }
 
@@ -764,7 +882,7 @@ mod tests {
         let window = FeatureWindow {
             ngram_len: 0,
             syscalls: vec![(0, 10), (1, 5)],
-            ngrams: vec![],
+            ..FeatureWindow::default()
         };
         for _ in 0..6 {
             baseline.observe(&window, at(1)).unwrap();
@@ -800,7 +918,7 @@ mod tests {
             let window = FeatureWindow {
                 ngram_len: 0,
                 syscalls: vec![(0, i + 1)],
-                ngrams: vec![],
+                ..FeatureWindow::default()
             };
             baseline.observe(&window, at(i)).unwrap();
         }
@@ -878,7 +996,8 @@ mod tests {
             .contains("not a kanary baseline"));
         let newer = error_after(|v| v["format_version"] = 99.into());
         assert!(
-            newer.contains("format version 99 is newer") && newer.contains("version 1"),
+            newer.contains("format version 99 is newer")
+                && newer.contains(&format!("version {FORMAT_VERSION}")),
             "{newer}"
         );
         let older = error_after(|v| v["format_version"] = 0.into());

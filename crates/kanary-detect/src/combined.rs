@@ -24,6 +24,7 @@
 //! grams (`baseline` = learnt probability, `observed` = count) and syscalls (`baseline` = share in
 //! the nearest learnt profile, `observed` = share in the window).
 
+use kanary_model::record::AlertClass;
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{
@@ -160,6 +161,10 @@ impl Versioned for CombinedDetector {
 impl Detector for CombinedDetector {
     fn kind(&self) -> &'static str {
         "combined"
+    }
+
+    fn class(&self) -> AlertClass {
+        AlertClass::SequenceAnomaly
     }
 
     /// Learns both sub-detectors from `windows` and measures their normal scales on held-out

@@ -13,6 +13,7 @@
 //! Detector state is plain serde data with a [`FORMAT_VERSION`], written and read by [`to_json`] and
 //! [`from_json`], so a model learnt once can be persisted and reloaded by the agent.
 
+use kanary_model::record::AlertClass;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,27 @@ pub struct Contribution {
     pub baseline: f64,
     /// What the window showed (a count or a share; the detector documents which).
     pub observed: f64,
+    /// The class of anomaly this feature points at, when it differs from its detector's
+    /// ([`Detector::class`]): one behaviour-profile finding may hold an unexpected process and an
+    /// unexpected peer, each becoming its own alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<AlertClass>,
+    /// Evidence for a reader: the command line, the process, the peer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Contribution {
+    /// A contribution of `feature` with no class of its own and no detail.
+    pub fn new(feature: impl Into<String>, baseline: f64, observed: f64) -> Self {
+        Contribution {
+            feature: feature.into(),
+            baseline,
+            observed,
+            class: None,
+            detail: None,
+        }
+    }
 }
 
 /// A detector's verdict on one window.
@@ -38,6 +60,8 @@ pub struct Contribution {
 pub struct Finding {
     /// The detector that scored ([`Detector::kind`]).
     pub detector: String,
+    /// The class of anomaly it reports ([`Detector::class`]); contributions may name others.
+    pub class: AlertClass,
     /// Anomaly score: higher is more anomalous.
     pub score: f64,
     /// The calibrated threshold.
@@ -102,6 +126,9 @@ pub trait Detector {
     /// Short name of the detector, e.g. `sequence`.
     fn kind(&self) -> &'static str;
 
+    /// The class of anomaly its findings report by default.
+    fn class(&self) -> AlertClass;
+
     /// Learns the model of normal behaviour from `windows`, replacing any earlier model. Errors
     /// when the windows hold nothing to learn from.
     fn learn(&mut self, windows: &[FeatureWindow]) -> Result<()>;
@@ -111,6 +138,14 @@ pub trait Detector {
 
     /// The `top` features of `window` that contributed most to its score.
     fn explain(&self, window: &FeatureWindow, top: usize) -> Result<Vec<Contribution>>;
+
+    /// Whether it judges the figures of a window (counts, rates, mixes) rather than its facts.
+    /// Statistical detectors do not judge a container's start-up windows nor idle windows,
+    /// which are no sample of its steady state; the behaviour profile and the invariants judge
+    /// every window.
+    fn is_statistical(&self) -> bool {
+        true
+    }
 
     /// How many contributions [`Detector::score`] reports.
     fn top(&self) -> usize {
@@ -131,6 +166,7 @@ pub trait Detector {
         let score = self.raw_score(window)?;
         Ok(Finding {
             detector: self.kind().to_string(),
+            class: self.class(),
             score,
             threshold,
             anomalous: score > threshold,
@@ -207,13 +243,52 @@ fn block(len: usize, folds: usize, fold: usize) -> (usize, usize) {
     (len * fold / folds, len * (fold + 1) / folds)
 }
 
-/// The threshold `calibration` derives from held-out scores.
+/// The threshold `calibration` derives from held-out scores: the larger of their empirical
+/// `quantile` and the same quantile of an exponential tail fitted to the scores above their
+/// median, then widened by `margin`.
+///
+/// Why the tail fit: with few learning windows (tens, as in a short learning period) the
+/// empirical 0.99 quantile is just about their maximum, which a new normal window exceeds with
+/// probability 1/(N+1), several times the asked-for 1%, and which swings with the one most
+/// extreme window. Modelling the upper half as exponential (P(S > m + x) = ½·e^(−x/λ), λ the mean
+/// excess over the median m) puts the q quantile at m + λ·ln(0.5 / (1 − q)): it uses every score
+/// above the median rather than the top one, so it is stable, and it extrapolates beyond the
+/// largest score seen. With many windows and a light tail the empirical quantile is the larger
+/// and rules.
+///
+/// The fit assumes a continuous score; a detector whose scores are a few discrete levels, mostly
+/// zero (novelty counts), uses [`empirical_threshold`] instead.
 pub fn threshold_of(scores: &[f64], calibration: &Calibration) -> f64 {
-    let mut sorted: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
-    sorted.sort_by(f64::total_cmp);
+    let sorted = sorted_finite(scores);
+    let q = quantile(&sorted, calibration.quantile);
+    let median = quantile(&sorted, 0.5);
+    let excesses: Vec<f64> = sorted
+        .iter()
+        .filter(|&&s| s > median)
+        .map(|s| s - median)
+        .collect();
+    let tail = if excesses.len() >= 2 && calibration.quantile > 0.5 && calibration.quantile < 1.0 {
+        let mean_excess = excesses.iter().sum::<f64>() / excesses.len() as f64;
+        median + mean_excess * (0.5 / (1.0 - calibration.quantile)).ln()
+    } else {
+        q
+    };
+    let base = q.max(tail);
+    base + calibration.margin * (base - median).max(0.0)
+}
+
+/// The empirical `quantile` of held-out scores, widened by `margin`, without a tail fit.
+pub fn empirical_threshold(scores: &[f64], calibration: &Calibration) -> f64 {
+    let sorted = sorted_finite(scores);
     let q = quantile(&sorted, calibration.quantile);
     let median = quantile(&sorted, 0.5);
     q + calibration.margin * (q - median).max(0.0)
+}
+
+fn sorted_finite(scores: &[f64]) -> Vec<f64> {
+    let mut sorted: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    sorted
 }
 
 /// The `q` quantile of ascending `sorted` values, interpolated linearly; 0 when empty.
@@ -274,8 +349,33 @@ mod tests {
             margin: 1.0,
             ..Calibration::default()
         };
-        // 0.99 quantile 4.96, median 3: 4.96 + 1.96.
-        assert!((threshold_of(&sorted, &calibration) - 6.92).abs() < 1e-9);
+        // Median 3, excesses above it 1 and 2: the exponential tail's 0.99 quantile is
+        // 3 + 1.5 ln 50 (above the empirical 4.96), then widened by its distance from the median.
+        let tail = 3.0 + 1.5 * 50f64.ln();
+        let expected = tail + (tail - 3.0);
+        assert!((threshold_of(&sorted, &calibration) - expected).abs() < 1e-9);
+        // Without a tail to fit (q = 1 asks for the maximum), the empirical quantile.
+        let max = Calibration {
+            quantile: 1.0,
+            ..Calibration::default()
+        };
+        assert_eq!(threshold_of(&sorted, &max), 5.0);
+    }
+
+    #[test]
+    fn small_samples_extrapolate_beyond_their_largest_score_and_large_ones_do_not_drift() {
+        // Twenty held-out scores of an exponential-like spread: the threshold lies above all of
+        // them (the empirical 0.99 quantile would be about the largest).
+        let small: Vec<f64> = (1..=20).map(|i| -(1.0 - i as f64 / 21.0f64).ln()).collect();
+        let largest = small.iter().copied().fold(f64::MIN, f64::max);
+        let threshold = threshold_of(&small, &Calibration::default());
+        assert!(threshold > largest, "{threshold} <= {largest}");
+        // A large sample of the same law: the fitted and empirical quantiles agree (ln 100).
+        let large: Vec<f64> = (1..=20_000)
+            .map(|i| -(1.0 - i as f64 / 20_001.0f64).ln())
+            .collect();
+        let threshold = threshold_of(&large, &Calibration::default());
+        assert!((threshold - 100f64.ln()).abs() < 0.1, "{threshold}");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! **Explanation.** The syscalls whose shares differ most from the nearest profile, with
 //! `baseline` = the share in that profile and `observed` = the share in the window.
 
+use kanary_model::record::AlertClass;
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{Contribution, Detector, Versioned, FORMAT_VERSION};
@@ -149,6 +150,10 @@ impl Detector for FrequencyDetector {
         "frequency"
     }
 
+    fn class(&self) -> AlertClass {
+        AlertClass::SequenceAnomaly
+    }
+
     fn learn(&mut self, windows: &[FeatureWindow]) -> Result<()> {
         if self.config.k == 0 || self.config.max_profiles == 0 {
             return Err(DetectError::Config(
@@ -224,10 +229,8 @@ impl Detector for FrequencyDetector {
         Ok(terms
             .into_iter()
             .take(top)
-            .map(|(_, nr, baseline, observed)| Contribution {
-                feature: self.config.names.name(nr),
-                baseline,
-                observed,
+            .map(|(_, nr, baseline, observed)| {
+                Contribution::new(self.config.names.name(nr), baseline, observed)
             })
             .collect())
     }
@@ -254,7 +257,7 @@ mod tests {
         FeatureWindow {
             ngram_len: 0,
             syscalls: counts.to_vec(),
-            ngrams: Vec::new(),
+            ..FeatureWindow::default()
         }
     }
 

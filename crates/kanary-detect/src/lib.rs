@@ -35,18 +35,25 @@
 //! `docs/detection.md` gives the figures measured and what was tuned on what.
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod adfa;
 pub mod baseline;
+pub mod behaviour;
 pub mod combined;
 pub mod dataset;
 pub mod detector;
 pub mod error;
 pub mod eval;
+pub mod forest;
 pub mod frequency;
+pub mod generalise;
 mod i386_table;
+pub mod invariants;
 pub mod lidds;
 pub mod metrics;
 pub mod names;
+pub mod policy;
+pub mod resource;
 pub mod sequence;
 pub mod synthetic;
 pub mod window;

@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 
+use kanary_model::record::AlertClass;
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{Contribution, Detector, Versioned, FORMAT_VERSION};
@@ -411,6 +412,10 @@ impl Detector for SequenceDetector {
         "sequence"
     }
 
+    fn class(&self) -> AlertClass {
+        AlertClass::SequenceAnomaly
+    }
+
     fn learn(&mut self, windows: &[FeatureWindow]) -> Result<()> {
         self.model = Some(NgramModel::learn(windows)?);
         Ok(())
@@ -451,10 +456,12 @@ impl Detector for SequenceDetector {
             .occurrences(window)?
             .into_iter()
             .take(top)
-            .map(|(_, count, _, gram)| Contribution {
-                feature: self.config.names.ngram(gram, model.n),
-                baseline: model.probability(gram),
-                observed: count as f64,
+            .map(|(_, count, _, gram)| {
+                Contribution::new(
+                    self.config.names.ngram(gram, model.n),
+                    model.probability(gram),
+                    count as f64,
+                )
             })
             .collect())
     }

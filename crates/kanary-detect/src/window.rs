@@ -14,19 +14,20 @@
 //! * syscall numbers that do not fit the 9-bit packing are ignored altogether, as the kernel
 //!   ignores ids at or above `KANARY_SYSCALL_SLOTS`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kanary_model::ngram::{self, BITS_PER_SYSCALL, MAX_LEN, MIN_LEN};
 use kanary_model::stats::ContainerStats;
 use serde::{Deserialize, Serialize};
 
+use crate::activity::{self, Fact};
 use crate::error::{DetectError, Result};
 
 /// Number of distinct syscall numbers the kernel counts (9 bits).
 const SLOTS: usize = 1 << BITS_PER_SYSCALL;
 
 /// The features of one container over one interval (or of one trace offline).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct FeatureWindow {
     /// n-gram length (2..=7), or 0 when the window carries no n-grams.
     pub ngram_len: u32,
@@ -34,6 +35,13 @@ pub struct FeatureWindow {
     pub syscalls: Vec<(u32, u64)>,
     /// Non-zero count by packed n-gram ([`kanary_model::ngram`]), sorted by n-gram.
     pub ngrams: Vec<(u64, u64)>,
+    /// Resource and activity figures by name ([`crate::activity::METRICS`]); empty offline.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// Discrete facts of the interval (execs, opens, connections, security calls), repeats
+    /// folded; empty offline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<Fact>,
 }
 
 /// Checks that `n` is 0 (no n-grams) or a length the packing holds.
@@ -48,9 +56,10 @@ pub fn check_ngram_len(n: u32) -> Result<()> {
 }
 
 impl FeatureWindow {
-    /// The features of one `stats` record: its syscall counts and packed n-gram counts. A missing
-    /// section gives no counts (and `ngram_len` 0 without n-grams).
-    pub fn from_stats(stats: &ContainerStats) -> Self {
+    /// The features of one `stats` record covering `interval_s` seconds: its syscall counts,
+    /// packed n-gram counts and figures ([`activity::metrics_of`]). A missing section gives no
+    /// counts (and `ngram_len` 0 without n-grams). Facts are added by the caller.
+    pub fn from_stats(stats: &ContainerStats, interval_s: f64) -> Self {
         let mut syscalls: Vec<(u32, u64)> = stats
             .syscalls
             .as_ref()
@@ -80,6 +89,8 @@ impl FeatureWindow {
             ngram_len,
             syscalls,
             ngrams,
+            metrics: activity::metrics_of(stats, interval_s),
+            facts: Vec::new(),
         }
     }
 
@@ -252,6 +263,7 @@ impl Windower {
             ngram_len: self.ngram_len,
             syscalls,
             ngrams,
+            ..FeatureWindow::default()
         })
     }
 
@@ -371,9 +383,15 @@ mod tests {
         by_number.reverse();
         stats.syscalls = Some(SyscallStats::from_counts(by_number, 5));
         stats.ngrams = Some(NgramStats::from_counts(2, window.ngrams.clone(), 3));
-        assert_eq!(FeatureWindow::from_stats(&stats), window);
+        let mut from_stats = FeatureWindow::from_stats(&stats, 2.0);
+        // The figures come from the record only (the syscall rate per second here).
         assert_eq!(
-            FeatureWindow::from_stats(&ContainerStats::default()).ngram_len,
+            std::mem::take(&mut from_stats.metrics),
+            BTreeMap::from([("syscalls".to_string(), 4.0)])
+        );
+        assert_eq!(from_stats, window);
+        assert_eq!(
+            FeatureWindow::from_stats(&ContainerStats::default(), 1.0).ngram_len,
             0
         );
         assert!(Windower::new(8, None).is_err());

@@ -3,6 +3,7 @@
 //! Field doc comments are the user reference (`kanary.example.toml` mirrors them). Unknown keys
 //! are rejected so a typo never silently falls back to a default, and every error names the key.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,6 +45,10 @@ pub struct Config {
     pub docker: DockerConfig,
     /// Live anomaly detection over the per-container windows.
     pub detection: DetectionConfig,
+    /// Where records go, `[[sinks]]`: every record goes to every sink whose `records` accept
+    /// it. Empty: NDJSON on `kanary run --events` (standard output by default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// Agent-wide settings.
@@ -255,7 +260,12 @@ pub struct DetectionConfig {
     pub min_windows: u64,
     /// Most windows the learning sample keeps (older ones are thinned evenly beyond that).
     pub max_windows: usize,
-    /// Quantile of the held-out learning scores taken as the alert threshold (0 < q <= 1).
+    /// Quantile of the held-out learning scores taken as the alert threshold (0 < q <= 1),
+    /// per detector and window. The default 0.9999 aims at one false window in 10 000: at 5 s
+    /// windows and four statistical detectors, about 0.3 false windows per container-day
+    /// rather than the 0.99 quantile's 30 per hour. Learning samples are smaller than 10 000
+    /// windows: the threshold then comes from the exponential tail fitted to the held-out
+    /// scores (see `docs/detection.md`, calibration).
     pub quantile: f64,
     /// Widening of the threshold: q + margin x (q - median) of the held-out scores (>= 0).
     pub margin: f64,
@@ -268,6 +278,15 @@ pub struct DetectionConfig {
     /// A learning baseline is saved to the store every this many intervals (and at every
     /// change of phase, and when the agent stops).
     pub save_every: u32,
+    /// The first this many windows of a container started while the agent runs are its
+    /// start-up: the runtime's set-up and the entrypoint's exec are no sample of its steady
+    /// state, so the statistical detectors neither learn from nor score them; the behaviour
+    /// profile learns their programs and files, and the invariants judge them (0: none).
+    pub startup_windows: u32,
+    /// An optional container-to-container allow-policy file (TOML, see `docs/detection.md`):
+    /// connections it allows never alert; with `default = "deny"`, those it does not allow
+    /// always do.
+    pub policy: Option<std::path::PathBuf>,
 }
 
 impl Default for DetectionConfig {
@@ -277,12 +296,185 @@ impl Default for DetectionConfig {
             learn_for: Duration::from_secs(15 * 60),
             min_windows: 10,
             max_windows: 2048,
-            quantile: 0.99,
+            quantile: 0.9999,
             margin: 0.0,
             realert_every: 12,
             close_after: 3,
             save_every: 12,
+            startup_windows: 1,
+            policy: None,
         }
+    }
+}
+
+/// What a sink is, `type` in `[[sinks]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// The records as newline-delimited JSON, to a file (appended to) or standard output.
+    Ndjson,
+    /// `alert` records as Falco alerts (Falco's JSON output, one object per line), for
+    /// falcosidekick and other Falco alert routers (see docs/schema.md).
+    Falco,
+    /// Records POSTed as JSON to an HTTP(S) URL, from a background thread with a bounded queue.
+    Webhook,
+}
+
+impl SinkKind {
+    /// The name used in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            SinkKind::Ndjson => "ndjson",
+            SinkKind::Falco => "falco",
+            SinkKind::Webhook => "webhook",
+        }
+    }
+}
+
+/// How a webhook encodes a record, `format` in `[[sinks]]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkFormat {
+    /// The record itself, as in the NDJSON output.
+    #[default]
+    Kanary,
+    /// The Falco alert of an `alert` record (what a `falco` sink writes), so a falcosidekick
+    /// endpoint can receive it directly.
+    Falco,
+}
+
+/// `[[sinks]]`: one destination for records.
+///
+/// ```toml
+/// [[sinks]]
+/// type = "webhook"
+/// url = "http://falcosidekick:2801/"
+/// format = "falco"
+/// headers = { Authorization = "Bearer s3cret" }
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// `ndjson`, `falco` or `webhook`.
+    #[serde(rename = "type")]
+    pub kind: SinkKind,
+    /// A name for logs (default: `<type>[<index>]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `ndjson` and `falco`: the file, appended to, or `-` for standard output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `webhook`: the `http://` or `https://` URL records are POSTed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `webhook`: `kanary` (the record, default) or `falco` (the Falco alert of an `alert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<SinkFormat>,
+    /// The record types this sink receives (see docs/schema.md). Default: every type for
+    /// `ndjson`, `["alert"]` for `falco` and `webhook` (the only type Falco formats take).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<String>>,
+    /// `webhook`: extra request headers, e.g. `Authorization`. Their values are never written
+    /// out (`kanary config` and `agent_start` show `<redacted>`).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "redacted_headers"
+    )]
+    pub headers: BTreeMap<String, String>,
+    /// `webhook`: how long one request may take, e.g. `"5s"` (default 5s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// `webhook`: further attempts after a failed one (connection error, timeout, HTTP 429 or
+    /// 5xx), with exponential backoff from 500ms (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// `webhook`: records waiting to be sent; when full, new ones are dropped and counted, so a
+    /// slow endpoint never stalls the agent (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<usize>,
+}
+
+/// What header values are replaced with wherever the configuration is written out.
+pub const REDACTED: &str = "<redacted>";
+
+fn redacted_headers<S: serde::Serializer>(
+    headers: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    // Header values carry credentials (Authorization); the effective configuration is written
+    // into every run's `agent_start` record and by `kanary config`, so only names go out.
+    serializer.collect_map(headers.keys().map(|name| (name, REDACTED)))
+}
+
+/// Default `timeout` of a webhook sink.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `retries` of a webhook sink.
+pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
+/// Default `queue` of a webhook sink.
+pub const DEFAULT_WEBHOOK_QUEUE: usize = 1024;
+
+impl SinkConfig {
+    /// A file sink of `kind` writing to `path` (`-`: standard output), with its default records.
+    pub fn file(kind: SinkKind, path: &str) -> Self {
+        SinkConfig {
+            kind,
+            name: None,
+            path: Some(path.to_string()),
+            url: None,
+            format: None,
+            records: None,
+            headers: BTreeMap::new(),
+            timeout: None,
+            retries: None,
+            queue: None,
+        }
+    }
+
+    /// The webhook format (`kanary` unless set).
+    pub fn format(&self) -> SinkFormat {
+        self.format.unwrap_or_default()
+    }
+
+    /// Whether this sink writes Falco alerts (a `falco` sink, or a webhook in `falco` format).
+    pub fn writes_falco(&self) -> bool {
+        self.kind == SinkKind::Falco
+            || (self.kind == SinkKind::Webhook && self.format() == SinkFormat::Falco)
+    }
+
+    /// The record types it receives; `None`: every type.
+    pub fn record_types(&self) -> Option<Vec<String>> {
+        match (&self.records, self.kind) {
+            (Some(records), _) => Some(records.clone()),
+            (None, SinkKind::Ndjson) => None,
+            (None, SinkKind::Falco | SinkKind::Webhook) => Some(vec!["alert".to_string()]),
+        }
+    }
+
+    /// The request timeout of a webhook.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_WEBHOOK_TIMEOUT)
+    }
+
+    /// The retries of a webhook.
+    pub fn retries(&self) -> u32 {
+        self.retries.unwrap_or(DEFAULT_WEBHOOK_RETRIES)
+    }
+
+    /// The queue length of a webhook.
+    pub fn queue(&self) -> usize {
+        self.queue.unwrap_or(DEFAULT_WEBHOOK_QUEUE)
+    }
+
+    /// The name logs use for the sink at `index` of `[[sinks]]`.
+    pub fn display_name(&self, index: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{}[{index}]", self.kind.name()))
     }
 }
 
@@ -391,6 +583,7 @@ impl Config {
             }
         }
         self.validate_detection()?;
+        self.validate_sinks()?;
         let counters = &self.collectors.tracepoint;
         if counters.len() > MAX_TRACEPOINT_COUNTERS {
             return Err(invalid(
@@ -486,6 +679,184 @@ impl Config {
     }
 }
 
+/// Longest webhook `timeout` accepted: a request hanging longer holds up the queue behind it.
+const MAX_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most webhook `retries` accepted.
+const MAX_WEBHOOK_RETRIES: u32 = 10;
+/// Longest webhook `queue` accepted (records are held in memory).
+const MAX_WEBHOOK_QUEUE: usize = 1 << 20;
+
+impl Config {
+    /// Checks `[[sinks]]`: each key used by its type only, required keys present, URLs, header
+    /// names and record types valid, no two sinks writing to the same file.
+    pub fn validate_sinks(&self) -> Result<(), ConfigError> {
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let invalid = |key: &str, message: String| ConfigError::Invalid {
+                key: format!("sinks[{i}].{key}"),
+                message,
+            };
+            let kind = sink.kind.name();
+            let webhook = sink.kind == SinkKind::Webhook;
+            let only_webhook = [
+                ("url", sink.url.is_some()),
+                ("format", sink.format.is_some()),
+                ("headers", !sink.headers.is_empty()),
+                ("timeout", sink.timeout.is_some()),
+                ("retries", sink.retries.is_some()),
+                ("queue", sink.queue.is_some()),
+            ];
+            if webhook {
+                if sink.path.is_some() {
+                    return Err(invalid(
+                        "path",
+                        "a webhook sink takes a url, not a path".into(),
+                    ));
+                }
+                let Some(url) = &sink.url else {
+                    return Err(invalid("url", "required for a webhook sink".into()));
+                };
+                check_url(url).map_err(|message| invalid("url", message))?;
+                for (name, value) in &sink.headers {
+                    check_header(name, value)
+                        .map_err(|message| invalid(&format!("headers.{name}"), message))?;
+                }
+                let timeout = sink.timeout();
+                if timeout < Duration::from_millis(1) || timeout > MAX_WEBHOOK_TIMEOUT {
+                    return Err(invalid(
+                        "timeout",
+                        format!(
+                            "must be between 1ms and {} (got {})",
+                            humantime::format_duration(MAX_WEBHOOK_TIMEOUT),
+                            humantime::format_duration(timeout)
+                        ),
+                    ));
+                }
+                if sink.retries() > MAX_WEBHOOK_RETRIES {
+                    return Err(invalid(
+                        "retries",
+                        format!(
+                            "must be at most {MAX_WEBHOOK_RETRIES} (got {})",
+                            sink.retries()
+                        ),
+                    ));
+                }
+                if !(1..=MAX_WEBHOOK_QUEUE).contains(&sink.queue()) {
+                    return Err(invalid(
+                        "queue",
+                        format!(
+                            "must be between 1 and {MAX_WEBHOOK_QUEUE} (got {})",
+                            sink.queue()
+                        ),
+                    ));
+                }
+            } else {
+                if let Some((key, _)) = only_webhook.iter().find(|(_, set)| *set) {
+                    return Err(invalid(
+                        key,
+                        format!("only a webhook sink takes {key}, not a {kind} sink"),
+                    ));
+                }
+                match &sink.path {
+                    None => {
+                        return Err(invalid(
+                            "path",
+                            format!(
+                                "required for a {kind} sink (a file, or - for standard output)"
+                            ),
+                        ))
+                    }
+                    Some(path) if path.is_empty() => {
+                        return Err(invalid(
+                            "path",
+                            "must not be empty (- is standard output)".into(),
+                        ))
+                    }
+                    Some(path) => {
+                        if let Some(j) = self.sinks[..i]
+                            .iter()
+                            .position(|other| other.path.as_deref() == Some(path.as_str()))
+                        {
+                            return Err(invalid(
+                                "path",
+                                format!("{path:?} is already written by sinks[{j}]: two sinks would interleave their lines"),
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(name) = &sink.name {
+                if name.is_empty() {
+                    return Err(invalid("name", "must not be empty".into()));
+                }
+                if self.sinks[..i]
+                    .iter()
+                    .any(|other| other.name.as_deref() == Some(name.as_str()))
+                {
+                    return Err(invalid("name", format!("{name:?} is used twice")));
+                }
+            }
+            if let Some(records) = &sink.records {
+                if records.is_empty() {
+                    return Err(invalid(
+                        "records",
+                        "must name at least one record type (remove the sink to send nothing)"
+                            .into(),
+                    ));
+                }
+                for (j, record) in records.iter().enumerate() {
+                    if !crate::record::RECORD_TYPES.contains(&record.as_str()) {
+                        return Err(invalid(
+                            &format!("records[{j}]"),
+                            format!(
+                                "{record:?} is not a record type (one of: {})",
+                                crate::record::RECORD_TYPES.join(", ")
+                            ),
+                        ));
+                    }
+                    if sink.writes_falco() && record != "alert" {
+                        return Err(invalid(
+                            &format!("records[{j}]"),
+                            format!("the Falco format carries alert records only, not {record:?}"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why `url` cannot be a webhook URL, if it cannot.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("{url:?} has no host"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} contains whitespace or control characters"));
+    }
+    Ok(())
+}
+
+/// Why `name: value` cannot be sent as an HTTP header, if it cannot.
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    // RFC 9110 token characters.
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!("{name:?} is not a valid header name"));
+    }
+    // A CR or LF in a value would let the configuration inject headers or a second request.
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err("the value must not contain control characters (CR, LF, ...)".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,6 +936,186 @@ mod tests {
             let error = Config::from_toml(text).unwrap_err();
             assert!(
                 error.to_string().starts_with(&format!("{key}:")),
+                "{text} -> {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn sinks_parse_with_their_defaults() {
+        let config = Config::from_toml(
+            r#"
+[[sinks]]
+type = "ndjson"
+path = "/var/log/kanary.ndjson"
+
+[[sinks]]
+type = "falco"
+path = "-"
+
+[[sinks]]
+type = "webhook"
+name = "sidekick"
+url = "http://127.0.0.1:2801/"
+format = "falco"
+headers = { Authorization = "Bearer s3cret" }
+timeout = "2s"
+
+[[sinks]]
+type = "webhook"
+url = "https://alerts.example/kanary"
+records = ["alert", "learning"]
+retries = 0
+queue = 16
+"#,
+        )
+        .unwrap();
+        let [ndjson, falco, sidekick, plain] = &config.sinks[..] else {
+            panic!("{:?}", config.sinks);
+        };
+        assert_eq!(ndjson.kind, SinkKind::Ndjson);
+        assert_eq!(ndjson.record_types(), None, "ndjson takes every record");
+        assert_eq!(ndjson.display_name(0), "ndjson[0]");
+        assert_eq!(falco.record_types(), Some(vec!["alert".to_string()]));
+        assert!(falco.writes_falco());
+        assert_eq!(sidekick.display_name(2), "sidekick");
+        assert!(sidekick.writes_falco());
+        assert_eq!(sidekick.timeout(), Duration::from_secs(2));
+        assert_eq!(sidekick.retries(), DEFAULT_WEBHOOK_RETRIES);
+        assert_eq!(sidekick.headers["Authorization"], "Bearer s3cret");
+        assert_eq!(plain.format(), SinkFormat::Kanary);
+        assert!(!plain.writes_falco());
+        assert_eq!((plain.retries(), plain.queue()), (0, 16));
+        assert_eq!(plain.timeout(), DEFAULT_WEBHOOK_TIMEOUT);
+    }
+
+    #[test]
+    fn header_values_are_never_written_out() {
+        let config = Config::from_toml(
+            "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nheaders = { Authorization = \"Bearer s3cret\" }\n",
+        )
+        .unwrap();
+        let toml = toml::to_string_pretty(&config).unwrap();
+        let json = serde_json::to_string(&config).unwrap();
+        for text in [&toml, &json] {
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(
+                text.contains("Authorization") && text.contains(REDACTED),
+                "{text}"
+            );
+        }
+        // What is printed parses back (with the placeholder value).
+        assert_eq!(Config::from_toml(&toml).unwrap().sinks.len(), 1);
+        // No sinks: nothing is printed for them.
+        assert!(!toml::to_string_pretty(&Config::default())
+            .unwrap()
+            .contains("sinks"));
+    }
+
+    #[test]
+    fn bad_sinks_are_named() {
+        let cases = [
+            ("[[sinks]]\ntype = \"kafka\"\n", "sinks[0].type", "unknown variant"),
+            ("[[sinks]]\ntype = \"ndjson\"\npath = \"-\"\nurll = \"x\"\n", "sinks[0].urll", "unknown field"),
+            ("[[sinks]]\npath = \"-\"\n", "sinks[0]", "type"),
+            ("[[sinks]]\ntype = \"ndjson\"\n", "sinks[0].path", "required"),
+            ("[[sinks]]\ntype = \"falco\"\npath = \"\"\n", "sinks[0].path", "empty"),
+            (
+                "[[sinks]]\ntype = \"ndjson\"\npath = \"-\"\nurl = \"http://h/\"\n",
+                "sinks[0].url",
+                "only a webhook sink",
+            ),
+            (
+                "[[sinks]]\ntype = \"falco\"\npath = \"-\"\nformat = \"kanary\"\n",
+                "sinks[0].format",
+                "only a webhook sink",
+            ),
+            ("[[sinks]]\ntype = \"webhook\"\n", "sinks[0].url", "required"),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"ftp://h/\"\n",
+                "sinks[0].url",
+                "http://",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http:///x\"\n",
+                "sinks[0].url",
+                "no host",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\npath = \"-\"\n",
+                "sinks[0].path",
+                "url, not a path",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nformat = \"xml\"\n",
+                "sinks[0].format",
+                "unknown variant",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nheaders = { \"Bad Name\" = \"x\" }\n",
+                "sinks[0].headers.Bad Name",
+                "header name",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nheaders = { X-A = \"a\\r\\nX-B: b\" }\n",
+                "sinks[0].headers.X-A",
+                "control characters",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\ntimeout = \"10m\"\n",
+                "sinks[0].timeout",
+                "between",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\ntimeout = \"soon\"\n",
+                "sinks[0].timeout",
+                "",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nretries = 11\n",
+                "sinks[0].retries",
+                "at most 10",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nqueue = 0\n",
+                "sinks[0].queue",
+                "between",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nrecords = [\"alerts\"]\n",
+                "sinks[0].records[0]",
+                "not a record type",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nrecords = []\n",
+                "sinks[0].records",
+                "at least one",
+            ),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nformat = \"falco\"\nrecords = [\"alert\", \"stats\"]\n",
+                "sinks[0].records[1]",
+                "alert records only",
+            ),
+            (
+                "[[sinks]]\ntype = \"falco\"\npath = \"-\"\nrecords = [\"exec\"]\n",
+                "sinks[0].records[0]",
+                "alert records only",
+            ),
+            (
+                "[[sinks]]\ntype = \"ndjson\"\npath = \"-\"\n[[sinks]]\ntype = \"falco\"\npath = \"-\"\n",
+                "sinks[1].path",
+                "already written by sinks[0]",
+            ),
+            (
+                "[[sinks]]\ntype = \"ndjson\"\npath = \"a\"\nname = \"x\"\n[[sinks]]\ntype = \"ndjson\"\npath = \"b\"\nname = \"x\"\n",
+                "sinks[1].name",
+                "used twice",
+            ),
+        ];
+        for (text, key, words) in cases {
+            let error = Config::from_toml(text).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("{key}:")) && error.contains(words),
                 "{text} -> {error}"
             );
         }

@@ -341,9 +341,9 @@ pub struct Drops {
     pub counts: DropCounts,
 }
 
-/// What kind of anomaly an alert is about. The list is the documented contract; not every
-/// class is produced yet (today: `sequence_anomaly`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What kind of anomaly an alert is about. The list is the documented contract; each is documented
+/// in `docs/detection.md` with the detector that raises it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertClass {
     /// The container's syscall sequences or syscall mix departed from its image's baseline.
@@ -390,6 +390,23 @@ pub struct AlertContribution {
     pub baseline: f64,
     /// What the window showed (for an n-gram: how often it occurred).
     pub observed: f64,
+    /// Evidence for a reader: the command line, the process, the peer's name, a rule's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One detector's verdict on the window that set an alert's score: the steps of the decision,
+/// for readers who want to see every detector's view and not only the one that fired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorScore {
+    /// The detector (`combined`, `window`, `resource`, `behaviour`, `invariants`).
+    pub detector: String,
+    /// Its score of the window.
+    pub score: f64,
+    /// Its calibrated threshold.
+    pub threshold: f64,
+    /// `score > threshold`.
+    pub anomalous: bool,
 }
 
 /// `alert`: one incident of one container. The same `id` is written when the incident opens,
@@ -418,6 +435,9 @@ pub struct Alert {
     pub views: BTreeMap<String, f64>,
     /// The features that contributed most in that window, most anomalous first.
     pub contributions: Vec<AlertContribution>,
+    /// Every detector's score of that window against its threshold.
+    #[serde(default)]
+    pub detectors: Vec<DetectorScore>,
     /// When the incident's first anomalous window was read.
     pub first_seen: String,
     /// When its latest anomalous window was read.
@@ -450,7 +470,50 @@ pub struct Learning {
     pub threshold: Option<f64>,
 }
 
+/// Every record `type`, as written in the `type` field (the [`RecordBody`] variants, in order).
+/// Sinks filter records by these names (`[[sinks]] records = [...]`).
+pub const RECORD_TYPES: &[&str] = &[
+    "agent_start",
+    "container_start",
+    "container_stop",
+    "exec",
+    "fork",
+    "exit",
+    "open",
+    "connect",
+    "accept",
+    "security",
+    "signal",
+    "syscall",
+    "stats",
+    "drops",
+    "alert",
+    "learning",
+];
+
 impl RecordBody {
+    /// The record's `type`, one of [`RECORD_TYPES`].
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RecordBody::AgentStart(_) => "agent_start",
+            RecordBody::ContainerStart(_) => "container_start",
+            RecordBody::ContainerStop(_) => "container_stop",
+            RecordBody::Exec(_) => "exec",
+            RecordBody::Fork(_) => "fork",
+            RecordBody::Exit(_) => "exit",
+            RecordBody::Open(_) => "open",
+            RecordBody::Connect(_) => "connect",
+            RecordBody::Accept(_) => "accept",
+            RecordBody::Security(_) => "security",
+            RecordBody::Signal(_) => "signal",
+            RecordBody::Syscall(_) => "syscall",
+            RecordBody::Stats(_) => "stats",
+            RecordBody::Drops(_) => "drops",
+            RecordBody::Alert(_) => "alert",
+            RecordBody::Learning(_) => "learning",
+        }
+    }
+
     /// The container a record is about, for records that are container-scoped.
     pub fn container_mut(&mut self) -> Option<&mut ContainerRef> {
         match self {
@@ -529,6 +592,13 @@ mod tests {
                     feature: "getdents64→getdents64→close".into(),
                     baseline: 1e-5,
                     observed: 40.0,
+                    detail: None,
+                }],
+                detectors: vec![DetectorScore {
+                    detector: "combined".into(),
+                    score: 9.5,
+                    threshold: 1.2,
+                    anomalous: true,
                 }],
                 first_seen: timestamp(SystemTime::UNIX_EPOCH),
                 last_seen: timestamp(SystemTime::UNIX_EPOCH),
@@ -555,6 +625,46 @@ mod tests {
             assert_eq!(serde_json::to_value(class).unwrap(), name);
         }
         assert!(Severity::Critical > Severity::High && Severity::Medium > Severity::Low);
+    }
+
+    #[test]
+    fn type_names_are_the_serde_tags() {
+        // Every listed name is a variant serde knows (an unknown one fails as such).
+        for name in RECORD_TYPES {
+            let error =
+                serde_json::from_value::<Record>(serde_json::json!({"ts": "x", "type": name}))
+                    .unwrap_err()
+                    .to_string();
+            assert!(!error.contains("unknown variant"), "{name}: {error}");
+        }
+        let error =
+            serde_json::from_value::<Record>(serde_json::json!({"ts": "x", "type": "nope"}))
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("unknown variant"), "{error}");
+        let body = RecordBody::Learning(Learning {
+            image: "nginx:1".into(),
+            image_id: None,
+            phase: "learning".into(),
+            windows: 1,
+            events: 2,
+            time_left_s: 3.0,
+            windows_missing: 0,
+            threshold: None,
+        });
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["type"], body.type_name());
+        let fork = RecordBody::Fork(Fork {
+            container: container(),
+            pid: 2,
+            ppid: 1,
+            parent_comm: "sh".into(),
+        });
+        assert_eq!(
+            serde_json::to_value(&fork).unwrap()["type"],
+            fork.type_name()
+        );
+        assert_eq!(RECORD_TYPES.len(), 16);
     }
 
     #[test]

@@ -44,8 +44,8 @@ impl Which {
 /// `kanary baseline` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BaselineCommand {
-    /// Show every baseline (image, learning or detecting, windows and events seen, time left)
-    /// and the quarantined ones.
+    /// Show every baseline (image, learning or detecting, windows and events seen, time left
+    /// and estimated end of learning) and the quarantined ones.
     List {
         /// Store location.
         #[command(flatten)]
@@ -109,7 +109,7 @@ pub fn run(
 }
 
 /// Writes `text` to a stream, naming it on failure.
-fn emit(stream: &mut dyn Write, name: &str, text: &str) -> Result<()> {
+pub(crate) fn emit(stream: &mut dyn Write, name: &str, text: &str) -> Result<()> {
     stream
         .write_all(text.as_bytes())
         .and_then(|()| stream.flush())
@@ -164,7 +164,7 @@ fn short_id(key: &BaselineKey) -> String {
     )
 }
 
-fn rfc3339(time: SystemTime) -> String {
+pub(crate) fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
@@ -198,8 +198,52 @@ fn progress_text(summary: &Summary, now: SystemTime) -> String {
     }
 }
 
+/// When a learning baseline should start detecting, estimated at `now`: the end of its
+/// learning period, or later if the windows it still needs will take longer at the rate it has
+/// seen them so far. `None` when detecting, or when no window was seen yet to estimate from.
+pub fn learning_eta(state: &State, now: SystemTime) -> Option<SystemTime> {
+    let State::Learning {
+        since,
+        windows_seen,
+        ..
+    } = *state
+    else {
+        return None;
+    };
+    let progress = state.progress(now);
+    let period_end = now + progress.time_left;
+    if progress.windows_missing == 0 {
+        return Some(period_end);
+    }
+    let elapsed = now.duration_since(since).unwrap_or_default();
+    if windows_seen == 0 || elapsed.is_zero() {
+        return None;
+    }
+    // Windows arrive one per container per interval: the rate so far is the best guess.
+    let per_window = elapsed.as_secs_f64() / windows_seen as f64;
+    let needed = Duration::try_from_secs_f64(per_window * progress.windows_missing as f64).ok()?;
+    Some(period_end.max(now + needed))
+}
+
+/// What the ETA column says.
+fn eta_text(summary: &Summary, now: SystemTime) -> String {
+    match (&summary.state, learning_eta(&summary.state, now)) {
+        (State::Detecting { .. }, _) => "-".to_string(),
+        (State::Learning { .. }, Some(eta)) => rfc3339(seconds_up_time(eta)),
+        (State::Learning { .. }, None) => "waiting for windows".to_string(),
+    }
+}
+
+/// A time rounded up to the whole second (an ETA is not earlier than the truth).
+fn seconds_up_time(time: SystemTime) -> SystemTime {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since_epoch) => SystemTime::UNIX_EPOCH + seconds_up(since_epoch),
+        Err(_) => time,
+    }
+}
+
 /// Lays out rows under a header, columns padded to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -243,13 +287,14 @@ pub fn listing_table(
                     progress.windows.to_string(),
                     progress.events.to_string(),
                     progress_text(s, now),
+                    eta_text(s, now),
                     rfc3339(s.updated_at),
                 ]
             })
             .collect();
         table(
             &[
-                "IMAGE", "IMAGE ID", "STATE", "WINDOWS", "EVENTS", "PROGRESS", "UPDATED",
+                "IMAGE", "IMAGE ID", "STATE", "WINDOWS", "EVENTS", "PROGRESS", "ETA", "UPDATED",
             ],
             &rows,
         )
@@ -276,7 +321,8 @@ pub fn listing_table(
 }
 
 /// The JSON `kanary baseline list --json` prints: `{store, baselines: [...], quarantined: [...]}`
-/// with times in RFC 3339 and `time_left_secs` null unless learning.
+/// with times in RFC 3339, `time_left_secs` null unless learning, and `eta` (when a learning
+/// baseline should start detecting, [`learning_eta`]) null when detecting or not yet known.
 pub fn listing_json(
     store: &Path,
     summaries: &[Summary],
@@ -299,6 +345,8 @@ pub fn listing_json(
                     .learning
                     .then(|| seconds_up(progress.time_left).as_secs()),
                 "windows_missing": progress.windows_missing,
+                "eta": learning_eta(&s.state, now)
+                    .map(|eta| humantime::format_rfc3339(seconds_up_time(eta)).to_string()),
                 "created_at": humantime::format_rfc3339(s.created_at).to_string(),
                 "updated_at": humantime::format_rfc3339(s.updated_at).to_string(),
                 "kanary_version": s.kanary_version,
@@ -563,6 +611,12 @@ mod tests {
             "{text}"
         );
         assert!(lines[3].contains("180"), "{text}");
+        // ETA: both learning ones end with their period (enough windows come in time).
+        let eta = lines[0].find("ETA").unwrap();
+        for line in &lines[1..3] {
+            assert!(line[eta..].starts_with("2023-11-14T22:28:20Z "), "{text}");
+        }
+        assert!(lines[3][eta..].starts_with("- "), "{text}");
         assert!(text.contains("QUARANTINED"), "{text}");
         assert!(text.contains("broken:1"), "{text}");
         assert!(text.contains("checksum"), "{text}");
@@ -577,6 +631,29 @@ mod tests {
         assert_eq!(listing_table(&[], &[], now), "no baselines\n");
         let done = listing_table(&summaries[1..2], &[], at(901));
         assert!(done.contains("done"), "{done}");
+    }
+
+    #[test]
+    fn the_eta_is_the_period_end_or_later_at_the_window_rate() {
+        let now = at(100) + Duration::from_millis(500);
+        // 3 windows in 100.5 s, 7 missing: 234.5 s more, within the 799.5 s left.
+        assert_eq!(learning_eta(&learning(3), now), Some(at(900)));
+        // 1 window in 100.5 s, 9 missing: 904.5 s more, past the period's end.
+        assert_eq!(learning_eta(&learning(1), now), Some(at(1005)));
+        // No window yet: nothing to estimate from.
+        assert_eq!(learning_eta(&learning(0), now), None);
+        // Period over and windows enough: now.
+        assert_eq!(learning_eta(&learning(12), at(1000)), Some(at(1000)));
+        let detecting = State::Detecting {
+            since: at(900),
+            windows_learnt: 180,
+            events_learnt: 99,
+        };
+        assert_eq!(learning_eta(&detecting, now), None);
+        let waiting = listing_table(&[summary(None, "idle:1", learning(0))], &[], now);
+        assert!(waiting.contains("waiting for windows"), "{waiting}");
+        let late = listing_table(&[summary(None, "slow:1", learning(1))], &[], now);
+        assert!(late.contains("2023-11-14T22:30:05Z"), "{late}");
     }
 
     #[test]
@@ -603,10 +680,12 @@ mod tests {
         assert_eq!(first["events"], 1234);
         assert_eq!(first["time_left_secs"], 800);
         assert_eq!(first["windows_missing"], 7);
+        assert_eq!(first["eta"], "2023-11-14T22:28:20Z");
         let second = &value["baselines"][1];
         assert_eq!(second["image_id"], serde_json::Value::Null);
         assert_eq!(second["time_left_secs"], serde_json::Value::Null);
         assert_eq!(second["since"], "2023-11-14T22:28:20Z");
+        assert_eq!(second["eta"], serde_json::Value::Null);
         assert_eq!(value["quarantined"].as_array().map(Vec::len), Some(0));
     }
 

@@ -90,6 +90,14 @@ pub enum StoreError {
         /// How many were tried.
         total: usize,
     },
+    /// An alert that cannot be stored, or a stored one that cannot be decoded.
+    #[error("alert {id}: {message}")]
+    Alert {
+        /// The alert's (incident's) id.
+        id: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A baseline that cannot be stored or used as it is.
     #[error(transparent)]
     Detect(#[from] DetectError),

@@ -1,5 +1,6 @@
-//! kanary's embedded store: per-image [`Baseline`]s kept in SQLite under the agent's data
-//! directory, their export files, and the `kanary baseline` commands ([`cli`]).
+//! kanary's embedded store: per-image [`Baseline`]s and alert incidents kept in SQLite under the
+//! agent's data directory, baseline export files, and the `kanary baseline` ([`cli`]) and
+//! `kanary alerts` ([`alerts_cli`]) commands.
 //!
 //! # Why a crate of its own
 //!
@@ -19,6 +20,10 @@
 //!   Unix epoch), the kanary and format versions, and the models as a JSON blob with its length
 //!   and an FNV-1a checksum (SQLite does not checksum its pages, so a damaged blob would
 //!   otherwise be read as a slightly different model).
+//! * `alerts` (schema version 2): one row per alert incident, the latest of its records
+//!   ([`Store::put_alert`], [`Store::alerts`]), with a retention bound ([`DEFAULT_MAX_ALERTS`];
+//!   the oldest ended incidents go first, open ones never). `kanary alerts list` reads it
+//!   ([`alerts_cli`]).
 //! * `quarantine`: rows that could not be decoded (damaged, or of a format version this kanary
 //!   does not read), moved here whole with the reason, instead of being deleted. The caller
 //!   then relearns the image; nothing is dropped silently. `kanary baseline list` shows them,
@@ -36,6 +41,8 @@
 //! stored, and refuses a file with an error naming it and what is wrong.
 #![deny(missing_docs)]
 
+mod alerts;
+pub mod alerts_cli;
 pub mod cli;
 mod error;
 pub mod schema;
@@ -46,6 +53,7 @@ use std::time::{Duration, SystemTime};
 use kanary_detect::baseline::{self, Baseline, BaselineKey, Models, State, KIND};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+pub use alerts::{class_name, AlertQuery, DEFAULT_MAX_ALERTS, PRUNE_EVERY};
 pub use error::{Result, StoreError};
 
 /// The database file in the data directory.
@@ -59,6 +67,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The alert retention bound ([`Store::set_max_alerts`]).
+    max_alerts: usize,
+    /// Alert writes through this handle until the next pruning (every [`PRUNE_EVERY`]).
+    writes_before_prune: u64,
 }
 
 /// A stored baseline without its models: what `kanary baseline list` shows.
@@ -184,6 +196,8 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            max_alerts: DEFAULT_MAX_ALERTS,
+            writes_before_prune: 0,
         };
         schema::migrate(&mut store.conn, path)?;
         Ok(store)

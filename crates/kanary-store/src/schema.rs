@@ -1,4 +1,4 @@
-//! The database schema and its migrations.
+//! The database schema and its migrations (version 1: baselines and quarantine; 2: alerts).
 //!
 //! `schema_version` holds one row: the version of the schema the database has. On open,
 //! [`migrate`] applies, in one immediate transaction, every migration from that version to
@@ -17,7 +17,7 @@ use crate::error::{Result, StoreError};
 pub type Migration = fn(&Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Every migration, in order: `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-pub const MIGRATIONS: &[Migration] = &[create_tables];
+pub const MIGRATIONS: &[Migration] = &[create_tables, create_alerts];
 
 /// The schema version this build writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -61,6 +61,38 @@ fn create_tables(tx: &Transaction<'_>) -> rusqlite::Result<()> {
             format_version INTEGER,
             models BLOB
         );",
+    )
+}
+
+/// Version 2: the alerts (one row per incident, see [`crate::Store::put_alert`]).
+fn create_alerts(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE alerts (
+            -- Alert::id: one incident, rewritten by each of its records.
+            id TEXT PRIMARY KEY NOT NULL,
+            container_id TEXT NOT NULL,
+            container_name TEXT NOT NULL,
+            image TEXT,
+            image_id TEXT,
+            -- AlertClass as written in records (sequence_anomaly, ...).
+            class TEXT NOT NULL,
+            -- Severity as a rank for range queries: 0 low, 1 medium, 2 high, 3 critical.
+            severity INTEGER NOT NULL,
+            score REAL NOT NULL,
+            count INTEGER NOT NULL,
+            -- Nanoseconds since the Unix epoch.
+            first_seen INTEGER NOT NULL,
+            last_seen INTEGER NOT NULL,
+            -- 1 once the incident's ended record was stored.
+            ended INTEGER NOT NULL,
+            -- When the latest record of the incident was stored.
+            stored_at INTEGER NOT NULL,
+            -- The latest record's kanary_model::record::Alert as JSON: what queries return.
+            alert TEXT NOT NULL
+        );
+        CREATE INDEX alerts_by_last_seen ON alerts (last_seen);
+        -- Retention prunes the oldest ended incidents.
+        CREATE INDEX alerts_by_ended ON alerts (ended, last_seen);",
     )
 }
 

@@ -31,7 +31,8 @@ use crate::detection::{Detection, Window};
 use crate::enrich::DockerEnricher;
 use crate::preflight::Host;
 use crate::registry::{Container, Registry};
-use crate::sink::Sink;
+use crate::sinks::Sink;
+use kanary_detect::activity::{Activity, FactLog};
 
 /// Longest time the loop waits in one poll, so stop requests are seen promptly.
 const MAX_POLL: Duration = Duration::from_millis(250);
@@ -58,6 +59,8 @@ pub struct Agent {
     last_tick: Instant,
     /// Live detection over the stats windows, when enabled and possible.
     detection: Option<Detection>,
+    /// The facts of each container's records since its last window (only with detection).
+    facts: HashMap<Slot, FactLog>,
 }
 
 impl Agent {
@@ -125,7 +128,7 @@ impl Agent {
         }
         let ring = builder.build().context("building the ring buffer poller")?;
         let enricher = DockerEnricher::new(&config.docker);
-        let detection = detection_for(&config, &loaded_names, data_dir);
+        let detection = detection_for(&config, &loaded_names, data_dir)?;
         let mut agent = Agent {
             cgroup2_mount: host.cgroup2_mount,
             filter,
@@ -141,6 +144,7 @@ impl Agent {
             clock: BootClock::now(),
             last_tick: Instant::now(),
             detection,
+            facts: HashMap::new(),
             config,
         };
         agent.emit(
@@ -249,7 +253,8 @@ impl Agent {
     }
 
     /// Registers a container, tells the collectors and writes `container_start`.
-    fn add_container(&mut self, container: Container, existing: bool, ts: SystemTime) {
+    fn add_container(&mut self, mut container: Container, existing: bool, ts: SystemTime) {
+        container.existing = existing;
         let watched = WatchedCgroup {
             slot: container.slot,
             cgroup_id: container.cgroup_id,
@@ -354,12 +359,14 @@ impl Agent {
         let Some(container) = self.registry.remove(event.slot) else {
             return;
         };
-        if let Some(ended) = self
+        self.facts.remove(&event.slot);
+        let ended = self
             .detection
             .as_mut()
-            .and_then(|d| d.container_stopped(&container.reference.id))
-        {
-            self.emit(ts, ended);
+            .map(|d| d.container_stopped(&container.reference.id))
+            .unwrap_or_default();
+        for alert in ended {
+            self.emit(ts, alert);
         }
         self.emit(
             ts,
@@ -407,6 +414,14 @@ impl Agent {
                 .registry
                 .by_address(&connection.dst_addr)
                 .map(|peer| peer.reference.clone());
+        }
+        if self.detection.is_some() {
+            if let Some((activity, count)) = Activity::from_record(&event.body) {
+                self.facts
+                    .entry(event.slot)
+                    .or_default()
+                    .push(activity, count);
+            }
         }
         let ts = self.clock.wall(event.ts_boot_ns);
         self.emit(ts, event.body);
@@ -473,14 +488,22 @@ impl Agent {
                     .iter()
                     .filter_map(|(slot, stats)| {
                         let container = self.registry.get(*slot)?;
+                        let facts = self
+                            .facts
+                            .get_mut(slot)
+                            .map(FactLog::take)
+                            .unwrap_or_default();
                         Some(Window {
                             container: &container.reference,
                             image_id: container.enrichment.image_id.as_deref(),
                             stats,
+                            interval_s: batch.interval_s,
+                            facts,
+                            started_under_agent: !container.existing,
                         })
                     })
                     .collect();
-                detection.interval(&windows, now)
+                detection.interval(windows, now)
             }
             None => Vec::new(),
         };
@@ -512,9 +535,9 @@ impl Agent {
 }
 
 /// The detection stage, when `[detection]` is on and the n-gram features it needs are collected.
-fn detection_for(config: &Config, loaded: &[String], data_dir: &Path) -> Option<Detection> {
+fn detection_for(config: &Config, loaded: &[String], data_dir: &Path) -> Result<Option<Detection>> {
     if !config.detection.enabled {
-        return None;
+        return Ok(None);
     }
     let syscalls = &config.collectors.syscalls;
     let collecting = loaded
@@ -525,9 +548,9 @@ fn detection_for(config: &Config, loaded: &[String], data_dir: &Path) -> Option<
         tracing::warn!(
             "detection is off: it needs the syscalls collector loaded with ngram_len > 0"
         );
-        return None;
+        return Ok(None);
     }
-    Some(Detection::new(&config.detection, Some(data_dir)))
+    Detection::new(&config.detection, Some(data_dir)).map(Some)
 }
 
 /// A cgroup v2 directory's id is its inode number.

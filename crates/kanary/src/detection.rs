@@ -1,6 +1,7 @@
-//! The live detection stage: every interval, each container's `stats` window is fed to its
-//! image's baseline, which learns for a while and then scores; anomalous windows become `alert`
-//! records, one per incident.
+//! The live detection stage: every interval, each container's window (its `stats` figures and
+//! the facts of its `exec`, `open`, `connect`, `accept` and `security` records) is judged by
+//! its image's baseline, which learns for a while and then scores; anomalous windows become
+//! `alert` records, one per incident and class.
 //!
 //! * **Baselines.** One [`Baseline`] per image ([`key_of`]: the image id when the runtime gave
 //!   one, else the image name), shared by all containers of that image, loaded from the store
@@ -8,14 +9,24 @@
 //!   is quarantined by the store and relearnt here with a warning; so is one whose n-gram length
 //!   no longer matches the agent's (`collectors.syscalls.ngram_len` changed).
 //! * **Learning.** Windows are observed while learning; at the end of an interval a baseline that
-//!   is [`Baseline::ready`] learns and calibrates its detector and detects from the next interval.
-//!   A learning baseline is saved every `save_every` intervals, at each change of phase and when
-//!   the agent stops, not on every window: a save writes the whole learning sample.
-//! * **Incidents.** [`Incidents`] turns per-window verdicts into one alert per incident: the
-//!   first anomalous window opens it (written at once), later ones update its count, last_seen
-//!   and, when higher, its score and explanation, and it is written again at most once per
-//!   `realert_every` intervals; `close_after` normal intervals (or the container stopping) end it
-//!   with a last record marked `ended`.
+//!   is [`Baseline::ready`] learns and calibrates its detectors and detects from the next
+//!   interval. A learning baseline is saved every `save_every` intervals, at each change of phase
+//!   and when the agent stops, not on every window: a save writes the whole learning sample.
+//! * **Start-up.** The first `startup_windows` windows of a container started under the agent
+//!   hold the runtime's set-up and the entrypoint's exec: the statistical detectors (sequence,
+//!   frequency, window, resource) neither learn from them nor score them, the behaviour profile
+//!   learns and judges their facts. Containers found running at start-up have no such windows.
+//! * **Invariants** judge every window from the first, learning or not: an escape or privilege
+//!   attempt needs no baseline.
+//! * **Verdicts.** Every detector of the baseline scores the window; an anomalous one is
+//!   explained, and its explanation is split by class (one behaviour finding may name a new
+//!   program and a new peer), giving one [`Verdict`] per class. Each verdict lists every
+//!   detector's score against its threshold, so a reader sees the whole decision.
+//! * **Incidents.** [`Incidents`] turns verdicts into one alert per incident of a container and
+//!   class: the first anomalous window opens it (written at once, and stored), later ones update
+//!   its count, last_seen and, when higher, its score and explanation, and it is written again
+//!   at most once per `realert_every` intervals; `close_after` intervals without that class (or
+//!   the container stopping) end it with a last record marked `ended`.
 //!
 //! Nothing here touches the kernel: the agent hands in windows and writes what comes back.
 
@@ -23,18 +34,26 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::SystemTime;
 
+use anyhow::Context;
+use kanary_detect::activity::Fact;
 use kanary_detect::baseline::{Baseline, BaselineConfig, BaselineKey};
 use kanary_detect::detector::Calibration;
-use kanary_detect::{CombinedConfig, DetectError, Detector, FeatureWindow};
+use kanary_detect::invariants::Invariants;
+use kanary_detect::policy::Policy;
+use kanary_detect::{CombinedConfig, Contribution, DetectError, Detector, FeatureWindow};
 use kanary_model::config::DetectionConfig;
 use kanary_model::record::{
-    self, Alert, AlertClass, AlertContribution, ContainerRef, Learning, RecordBody, Severity,
+    self, Alert, AlertClass, AlertContribution, ContainerRef, DetectorScore, Learning, RecordBody,
+    Severity,
 };
 use kanary_model::stats::ContainerStats;
 use kanary_store::{Store, StoreError};
 
+/// Most contributions an alert lists.
+const TOP_CONTRIBUTIONS: usize = 8;
+
 /// One container's window of one interval, as the agent hands it in.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Window<'a> {
     /// The container.
     pub container: &'a ContainerRef,
@@ -42,6 +61,12 @@ pub struct Window<'a> {
     pub image_id: Option<&'a str>,
     /// Its aggregates of the interval.
     pub stats: &'a ContainerStats,
+    /// The interval's length in seconds.
+    pub interval_s: f64,
+    /// The facts of its records of the interval, repeats folded.
+    pub facts: Vec<Fact>,
+    /// The container was started while the agent ran (so its first windows are its start-up).
+    pub started_under_agent: bool,
 }
 
 /// The baseline key of a container's image: the id when known, else the name (see
@@ -70,10 +95,18 @@ pub fn baseline_config(config: &DetectionConfig) -> BaselineConfig {
     }
 }
 
-/// How serious an alert is, from how far its score is above the threshold. The combined score is
-/// in units of each view's own 1%-false-alarm distance from its normal median, so an excess of 1
-/// means "one more such distance again" and 4 is far outside anything seen while learning.
-pub fn severity(score: f64, threshold: f64) -> Severity {
+/// How serious an alert is. Escape and privilege attempts are critical whatever their score:
+/// they are not departures from a habit but attempts no container should make. Otherwise the
+/// excess of the score over the threshold decides, in the detector's own units (for the
+/// combined detector, each view's 1%-false-alarm distance from its normal median; for the
+/// behaviour profile, novelty weights, one new program weighing 1).
+pub fn severity(class: AlertClass, score: f64, threshold: f64) -> Severity {
+    if matches!(
+        class,
+        AlertClass::EscapeAttempt | AlertClass::PrivilegeEscalation
+    ) {
+        return Severity::Critical;
+    }
     let excess = score - threshold;
     if excess >= 4.0 {
         Severity::High
@@ -84,21 +117,23 @@ pub fn severity(score: f64, threshold: f64) -> Severity {
     }
 }
 
-/// One anomalous window's verdict, before incident bookkeeping.
+/// One anomalous window's verdict of one class, before incident bookkeeping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     /// What kind of anomaly.
     pub class: AlertClass,
-    /// The detector that scored.
+    /// The detector that raised it.
     pub detector: String,
     /// Its score.
     pub score: f64,
     /// Its threshold.
     pub threshold: f64,
-    /// Each view's standardised score.
+    /// The combined detector's standardised views, when it raised it.
     pub views: BTreeMap<String, f64>,
-    /// The explanation.
+    /// The explanation: the contributions of this class.
     pub contributions: Vec<AlertContribution>,
+    /// Every detector's score of the window.
+    pub detectors: Vec<DetectorScore>,
 }
 
 /// An open incident.
@@ -107,16 +142,16 @@ struct Incident {
     alert: Alert,
     /// Intervals since it was last written.
     since_written: u32,
-    /// Consecutive normal intervals.
+    /// Consecutive intervals without this class.
     normal: u32,
 }
 
-/// Open incidents by container id (see the module documentation).
+/// Open incidents by container id and class (see the module documentation).
 #[derive(Debug)]
 pub struct Incidents {
     realert_every: u32,
     close_after: u32,
-    open: HashMap<String, Incident>,
+    open: HashMap<(String, AlertClass), Incident>,
 }
 
 impl Incidents {
@@ -129,14 +164,40 @@ impl Incidents {
         }
     }
 
-    /// Whether `container_id` has an open incident.
+    /// Whether `container_id` has an open incident of `class`.
     #[cfg(test)]
-    pub fn is_open(&self, container_id: &str) -> bool {
-        self.open.contains_key(container_id)
+    pub fn is_open(&self, container_id: &str, class: AlertClass) -> bool {
+        self.open.contains_key(&(container_id.to_string(), class))
+    }
+
+    /// One interval of `container` read at `now`, with its verdicts (at most one per class):
+    /// the alerts to write.
+    pub fn interval(
+        &mut self,
+        container: &ContainerRef,
+        image_id: Option<&str>,
+        verdicts: Vec<Verdict>,
+        now: SystemTime,
+    ) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let classes: HashSet<AlertClass> = verdicts.iter().map(|v| v.class).collect();
+        for verdict in verdicts {
+            out.extend(self.anomalous(container, image_id, verdict, now));
+        }
+        let quiet: Vec<AlertClass> = self
+            .open
+            .keys()
+            .filter(|(id, class)| *id == container.id && !classes.contains(class))
+            .map(|(_, class)| *class)
+            .collect();
+        for class in quiet {
+            out.extend(self.normal(&container.id, class));
+        }
+        out
     }
 
     /// An anomalous window of `container` read at `now`: the alert to write, if any.
-    pub fn anomalous(
+    fn anomalous(
         &mut self,
         container: &ContainerRef,
         image_id: Option<&str>,
@@ -144,30 +205,36 @@ impl Incidents {
         now: SystemTime,
     ) -> Option<Alert> {
         let ts = record::timestamp(now);
-        let Some(incident) = self.open.get_mut(&container.id) else {
+        let key = (container.id.clone(), verdict.class);
+        let Some(incident) = self.open.get_mut(&key) else {
             let short = container.id.get(..12).unwrap_or(&container.id);
             let since_epoch = now
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_millis();
+            let class = serde_json::to_value(verdict.class)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
             let alert = Alert {
-                id: format!("{short}-{since_epoch}"),
+                id: format!("{short}-{class}-{since_epoch}"),
                 container: container.clone(),
                 image_id: image_id.map(str::to_string),
                 class: verdict.class,
-                severity: severity(verdict.score, verdict.threshold),
+                severity: severity(verdict.class, verdict.score, verdict.threshold),
                 score: verdict.score,
                 threshold: verdict.threshold,
                 detector: verdict.detector,
                 views: verdict.views,
                 contributions: verdict.contributions,
+                detectors: verdict.detectors,
                 first_seen: ts.clone(),
                 last_seen: ts,
                 count: 1,
                 ended: false,
             };
             self.open.insert(
-                container.id.clone(),
+                key,
                 Incident {
                     alert: alert.clone(),
                     since_written: 0,
@@ -182,11 +249,13 @@ impl Incidents {
         // The record describes the incident's worst window, so a burst that grows is explained
         // by its peak rather than by its first, milder, window.
         if verdict.score > alert.score {
-            alert.severity = severity(verdict.score, verdict.threshold);
+            alert.severity = severity(verdict.class, verdict.score, verdict.threshold);
             alert.score = verdict.score;
             alert.threshold = verdict.threshold;
+            alert.detector = verdict.detector;
             alert.views = verdict.views;
             alert.contributions = verdict.contributions;
+            alert.detectors = verdict.detectors;
         }
         incident.normal = 0;
         incident.since_written += 1;
@@ -197,28 +266,38 @@ impl Incidents {
         None
     }
 
-    /// A normal (or empty) interval of `container_id`: the ended alert to write, if the incident
+    /// An interval of `container_id` without `class`: the ended alert to write, if the incident
     /// ends now.
-    pub fn normal(&mut self, container_id: &str) -> Option<Alert> {
-        let incident = self.open.get_mut(container_id)?;
+    fn normal(&mut self, container_id: &str, class: AlertClass) -> Option<Alert> {
+        let key = (container_id.to_string(), class);
+        let incident = self.open.get_mut(&key)?;
         incident.normal += 1;
         incident.since_written += 1;
         if incident.normal < self.close_after {
             return None;
         }
-        self.end(container_id)
-    }
-
-    /// The container stopped: its incident, if any, ends.
-    pub fn stopped(&mut self, container_id: &str) -> Option<Alert> {
-        self.end(container_id)
-    }
-
-    fn end(&mut self, container_id: &str) -> Option<Alert> {
-        let mut incident = self.open.remove(container_id)?;
+        let mut incident = self.open.remove(&key)?;
         // Always written: readers learn the incident is over, with its final count.
         incident.alert.ended = true;
         Some(incident.alert)
+    }
+
+    /// The container stopped: its incidents end, in a stable order.
+    pub fn stopped(&mut self, container_id: &str) -> Vec<Alert> {
+        let mut keys: Vec<(String, AlertClass)> = self
+            .open
+            .keys()
+            .filter(|(id, _)| id == container_id)
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.into_iter()
+            .filter_map(|key| self.open.remove(&key))
+            .map(|mut incident| {
+                incident.alert.ended = true;
+                incident.alert
+            })
+            .collect()
     }
 }
 
@@ -244,13 +323,31 @@ pub struct Detection {
     store: Option<Store>,
     baselines: HashMap<String, Tracked>,
     incidents: Incidents,
+    /// Windows judged so far per container id (for the start-up phase).
+    windows_of: HashMap<String, u64>,
+    /// The rules that need no baseline.
+    invariants: Invariants,
+    /// The container-to-container allow-policy, when configured.
+    policy: Option<Policy>,
 }
 
 impl Detection {
     /// The stage for `config`, keeping baselines in the store under `data_dir` (`None`: in
     /// memory only). A store that cannot be opened is reported and detection runs in memory:
-    /// losing persistence is better than losing detection.
-    pub fn new(config: &DetectionConfig, data_dir: Option<&Path>) -> Self {
+    /// losing persistence is better than losing detection. A policy file that cannot be read
+    /// or parsed is an error: running without the policy the user asked for would be silent.
+    pub fn new(config: &DetectionConfig, data_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let policy = match &config.policy {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading detection.policy {}", path.display()))?;
+                Some(
+                    Policy::from_toml(&text)
+                        .with_context(|| format!("detection.policy {}", path.display()))?,
+                )
+            }
+        };
         let mut baselines_config = baseline_config(config);
         if let Err(error) = baselines_config.check() {
             // `Config::validate` checks the same bounds; this only guards against drift.
@@ -264,18 +361,21 @@ impl Detection {
                 None
             }
         });
-        Detection {
+        Ok(Detection {
             config: config.clone(),
             baselines_config,
             store,
             baselines: HashMap::new(),
             incidents: Incidents::new(config.realert_every, config.close_after),
-        }
+            windows_of: HashMap::new(),
+            invariants: Invariants::new(),
+            policy,
+        })
     }
 
     /// Feeds one interval's windows, read at `now`; returns the `alert` and `learning` records
     /// to write.
-    pub fn interval(&mut self, windows: &[Window<'_>], now: SystemTime) -> Vec<RecordBody> {
+    pub fn interval(&mut self, windows: Vec<Window<'_>>, now: SystemTime) -> Vec<RecordBody> {
         let mut out = Vec::new();
         let mut touched = HashSet::new();
         for window in windows {
@@ -297,9 +397,20 @@ impl Detection {
                 self.baselines.insert(id.clone(), tracked);
             }
             touched.insert(id.clone());
-            let features = FeatureWindow::from_stats(window.stats);
-            let alert = self.judge(&id, container, window, &features, now);
-            out.extend(alert.map(RecordBody::Alert));
+            let seen = self.windows_of.entry(container.id.clone()).or_default();
+            *seen += 1;
+            let startup =
+                window.started_under_agent && *seen <= u64::from(self.config.startup_windows);
+            let mut features = FeatureWindow::from_stats(window.stats, window.interval_s);
+            features.facts = window.facts;
+            let verdicts = self.judge(&id, &features, startup, now);
+            for alert in self
+                .incidents
+                .interval(container, window.image_id, verdicts, now)
+            {
+                self.store_alert(&alert);
+                out.push(RecordBody::Alert(alert));
+            }
         }
         let mut touched: Vec<String> = touched.into_iter().collect();
         touched.sort();
@@ -309,18 +420,28 @@ impl Detection {
         out
     }
 
-    /// Scores or learns one window; returns an alert to write.
+    /// Learns from or scores one window of the baseline `id`; returns its verdicts.
     fn judge(
         &mut self,
         id: &str,
-        container: &ContainerRef,
-        window: &Window<'_>,
         features: &FeatureWindow,
+        startup: bool,
         now: SystemTime,
-    ) -> Option<Alert> {
-        let tracked = self.baselines.get_mut(id)?;
+    ) -> Vec<Verdict> {
+        let Some(tracked) = self.baselines.get_mut(id) else {
+            return Vec::new();
+        };
+        // The invariants judge every window, learning or not.
+        let mut detectors: Vec<&dyn Detector> = vec![&self.invariants];
         if tracked.baseline.state.is_learning() {
-            match tracked.baseline.observe(features, now) {
+            let invariants = verdicts(&tracked.baseline, &detectors, features, startup);
+            let learnt = if startup {
+                tracked.baseline.observe_facts(features);
+                Ok(())
+            } else {
+                tracked.baseline.observe(features, now)
+            };
+            match learnt {
                 Ok(()) => tracked.dirty |= features.syscall_total() > 0,
                 Err(DetectError::NgramLen(reason)) => {
                     tracing::warn!(baseline = %tracked.baseline.key, %reason, "baseline relearnt: the n-gram length changed");
@@ -333,33 +454,34 @@ impl Detection {
                     }
                 }
             }
-            // Nothing is judged while learning: an incident opened before a relearn ends.
-            return self.incidents.normal(&container.id);
+            return invariants.unwrap_or_default();
         }
-        if features.syscall_total() == 0 {
-            // An idle interval holds nothing to judge and counts as normal.
-            return self.incidents.normal(&container.id);
-        }
-        let verdict = match score(&tracked.baseline, features) {
-            Ok(verdict) => verdict,
+        detectors.extend(tracked.baseline.detectors());
+        match verdicts(&tracked.baseline, &detectors, features, startup) {
+            Ok(verdicts) => verdicts,
             Err(DetectError::NgramLen(reason)) => {
                 tracing::warn!(baseline = %tracked.baseline.key, %reason, "baseline relearnt: the n-gram length changed");
                 self.relearn(id, now);
-                return self.incidents.normal(&container.id);
+                Vec::new()
             }
             Err(error) => {
                 if !tracked.warned {
                     tracked.warned = true;
                     tracing::warn!(baseline = %tracked.baseline.key, %error, "window not scored");
                 }
-                return None;
+                Vec::new()
             }
+        }
+    }
+
+    /// Keeps an alert in the store (for `kanary alerts` and the web UI); a failure is reported,
+    /// the record is still written to the sinks.
+    fn store_alert(&mut self, alert: &Alert) {
+        let Some(store) = self.store.as_mut() else {
+            return;
         };
-        match verdict {
-            Some(verdict) => self
-                .incidents
-                .anomalous(container, window.image_id, verdict, now),
-            None => self.incidents.normal(&container.id),
+        if let Err(error) = store.put_alert(alert) {
+            tracing::warn!(alert = alert.id, %error, "alert not stored");
         }
     }
 
@@ -379,6 +501,7 @@ impl Detection {
             {
                 Ok(threshold) => {
                     tracing::info!(baseline = %tracked.baseline.key, windows = progress.windows, threshold, "baseline learnt: detecting");
+                    tracked.baseline.set_policy(self.policy.clone());
                     tracked.dirty = true;
                     let record = learning_record(&tracked.baseline, now);
                     self.save(id);
@@ -399,9 +522,14 @@ impl Detection {
         Some(RecordBody::Learning(record))
     }
 
-    /// A container stopped: its incident ends.
-    pub fn container_stopped(&mut self, container_id: &str) -> Option<RecordBody> {
-        self.incidents.stopped(container_id).map(RecordBody::Alert)
+    /// A container stopped: its incidents end.
+    pub fn container_stopped(&mut self, container_id: &str) -> Vec<RecordBody> {
+        self.windows_of.remove(container_id);
+        let ended = self.incidents.stopped(container_id);
+        for alert in &ended {
+            self.store_alert(alert);
+        }
+        ended.into_iter().map(RecordBody::Alert).collect()
     }
 
     /// The agent stops: unsaved learning is saved.
@@ -429,8 +557,9 @@ impl Detection {
             }
         };
         let (baseline, dirty) = match stored {
-            Some(baseline) => {
+            Some(mut baseline) => {
                 tracing::info!(baseline = %baseline.key, phase = baseline.state.phase(), "baseline loaded");
+                baseline.set_policy(self.policy.clone());
                 (baseline, false)
             }
             None => (self.fresh(key, now)?, true),
@@ -492,56 +621,86 @@ impl Detection {
     }
 }
 
-/// Scores `window` against a detecting baseline: `None` when normal, else the verdict with its
-/// explanation (computed only then: explaining costs more than scoring).
-pub fn score(
+/// Every verdict of `detectors` (the invariants, then a detecting baseline's) on `window`:
+/// each scores the window
+/// (the statistical ones skip start-up windows and idle ones, which hold nothing to judge); an
+/// anomalous detector is explained (only then: explaining costs more than scoring) and its
+/// explanation split by class. When two detectors raise one class, the first in the
+/// baseline's order raises it and the other's contributions are appended.
+pub fn verdicts<'d>(
     baseline: &Baseline,
+    detectors: &[&'d dyn Detector],
     window: &FeatureWindow,
-) -> kanary_detect::Result<Option<Verdict>> {
-    let detector = baseline
-        .detector()
-        .ok_or(DetectError::NotTrained("combined"))?;
-    let threshold = detector
-        .threshold()
-        .ok_or(DetectError::NotTrained("combined"))?;
-    let [sequence, frequency] = detector.z_scores(window)?;
-    // The combined score, as `CombinedDetector::raw_score` computes it, without scoring twice.
-    let score = (sequence + frequency) / 2.0;
-    tracing::debug!(
-        baseline = %baseline.key,
-        score,
-        threshold,
-        sequence,
-        frequency,
-        syscalls = window.syscall_total(),
-        "window scored"
-    );
-    // A NaN score (nothing comparable) is not an alarm.
-    if score.partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater) {
-        return Ok(None);
+    startup: bool,
+) -> kanary_detect::Result<Vec<Verdict>> {
+    let idle = window.syscall_total() == 0;
+    let mut scores = Vec::new();
+    let mut raised: Vec<(&'d dyn Detector, f64, f64, Vec<Contribution>)> = Vec::new();
+    for &detector in detectors {
+        if (startup || idle) && detector.is_statistical() {
+            continue;
+        }
+        let threshold = detector
+            .threshold()
+            .ok_or(DetectError::NotTrained(detector.kind()))?;
+        let score = detector.raw_score(window)?;
+        // A NaN score (nothing comparable) is not an alarm.
+        let anomalous = score.partial_cmp(&threshold) == Some(std::cmp::Ordering::Greater);
+        scores.push(DetectorScore {
+            detector: detector.kind().to_string(),
+            score,
+            threshold,
+            anomalous,
+        });
+        if anomalous {
+            let top = detector.top().max(TOP_CONTRIBUTIONS);
+            raised.push((detector, score, threshold, detector.explain(window, top)?));
+        }
     }
-    let contributions = detector
-        .explain(window, detector.top())?
-        .into_iter()
-        .map(|c| AlertContribution {
-            feature: c.feature,
-            baseline: c.baseline,
-            observed: c.observed,
-        })
-        .collect();
-    Ok(Some(Verdict {
-        // Both views of the combined detector judge the container's syscall behaviour (its
-        // sequences, and its mix of known syscalls); other classes come from other detectors.
-        class: AlertClass::SequenceAnomaly,
-        detector: detector.kind().to_string(),
-        score,
-        threshold,
-        views: BTreeMap::from([
+    tracing::debug!(baseline = %baseline.key, ?scores, syscalls = window.syscall_total(), "window scored");
+    let mut by_class: BTreeMap<AlertClass, Verdict> = BTreeMap::new();
+    for (detector, score, threshold, contributions) in raised {
+        for contribution in contributions {
+            let class = contribution.class.unwrap_or_else(|| detector.class());
+            let verdict = by_class.entry(class).or_insert_with(|| Verdict {
+                class,
+                detector: detector.kind().to_string(),
+                score,
+                threshold,
+                views: views_of(baseline, detector, window),
+                contributions: Vec::new(),
+                detectors: scores.clone(),
+            });
+            if verdict.contributions.len() < TOP_CONTRIBUTIONS {
+                verdict.contributions.push(AlertContribution {
+                    feature: contribution.feature,
+                    baseline: contribution.baseline,
+                    observed: contribution.observed,
+                    detail: contribution.detail,
+                });
+            }
+        }
+    }
+    Ok(by_class.into_values().collect())
+}
+
+/// The combined detector's two standardised views of `window`, when `detector` is it: they say
+/// whether the sequences or the syscall mix made the score.
+fn views_of(
+    baseline: &Baseline,
+    detector: &dyn Detector,
+    window: &FeatureWindow,
+) -> BTreeMap<String, f64> {
+    let Some(combined) = baseline.detector().filter(|c| c.kind() == detector.kind()) else {
+        return BTreeMap::new();
+    };
+    match combined.z_scores(window) {
+        Ok([sequence, frequency]) => BTreeMap::from([
             ("sequence".to_string(), sequence),
             ("frequency".to_string(), frequency),
         ]),
-        contributions,
-    }))
+        Err(_) => BTreeMap::new(),
+    }
 }
 
 /// The `learning` record of a baseline at `now`.
@@ -574,9 +733,9 @@ mod tests {
         }
     }
 
-    fn verdict(score: f64) -> Verdict {
+    fn verdict_of(class: AlertClass, score: f64) -> Verdict {
         Verdict {
-            class: AlertClass::SequenceAnomaly,
+            class,
             detector: "combined".into(),
             score,
             threshold: 1.0,
@@ -585,8 +744,31 @@ mod tests {
                 feature: format!("f{score}"),
                 baseline: 0.0,
                 observed: 1.0,
+                detail: None,
             }],
+            detectors: Vec::new(),
         }
+    }
+
+    fn verdict(score: f64) -> Verdict {
+        verdict_of(AlertClass::SequenceAnomaly, score)
+    }
+
+    /// One interval with at most one verdict: the one alert written, if any.
+    fn step(
+        incidents: &mut Incidents,
+        container: &ContainerRef,
+        verdict: Option<Verdict>,
+        at: SystemTime,
+    ) -> Option<Alert> {
+        let mut out = incidents.interval(
+            container,
+            Some("sha256:1"),
+            verdict.into_iter().collect(),
+            at,
+        );
+        assert!(out.len() <= 1, "{out:?}");
+        out.pop()
     }
 
     #[test]
@@ -612,21 +794,19 @@ mod tests {
         let mut incidents = Incidents::new(3, 2);
         let web = container("web");
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
-        let opened = incidents
-            .anomalous(&web, Some("sha256:1"), verdict(2.0), t0)
-            .unwrap();
+        let opened = step(&mut incidents, &web, Some(verdict(2.0)), t0).unwrap();
         assert_eq!((opened.count, opened.ended), (1, false));
         assert_eq!(opened.first_seen, opened.last_seen);
         // Two more anomalous intervals: counted, not written.
         for i in 1..3 {
             let at = t0 + Duration::from_secs(i);
-            assert!(incidents.anomalous(&web, None, verdict(1.5), at).is_none());
+            assert!(step(&mut incidents, &web, Some(verdict(1.5)), at).is_none());
         }
         // One normal interval does not end it (close_after = 2), and resets nothing but the streak.
-        assert!(incidents.normal(&web.id).is_none());
+        assert!(step(&mut incidents, &web, None, t0).is_none());
         // The third interval since it was written: written again, same id, updated count.
         let at = t0 + Duration::from_secs(5);
-        let again = incidents.anomalous(&web, None, verdict(6.0), at).unwrap();
+        let again = step(&mut incidents, &web, Some(verdict(6.0)), at).unwrap();
         assert_eq!(again.id, opened.id);
         assert_eq!(again.count, 4);
         assert_eq!(again.first_seen, opened.first_seen);
@@ -635,40 +815,82 @@ mod tests {
         assert_eq!(again.score, 6.0);
         assert_eq!(again.severity, Severity::High);
         assert_eq!(again.contributions[0].feature, "f6");
-        assert!(incidents.anomalous(&web, None, verdict(3.0), at).is_none());
+        assert!(step(&mut incidents, &web, Some(verdict(3.0)), at).is_none());
         // Two normal intervals in a row end it, once.
-        assert!(incidents.normal(&web.id).is_none());
-        let ended = incidents.normal(&web.id).unwrap();
+        assert!(step(&mut incidents, &web, None, at).is_none());
+        let ended = step(&mut incidents, &web, None, at).unwrap();
         assert!(ended.ended);
         assert_eq!(
             (ended.id.as_str(), ended.count, ended.score),
             (opened.id.as_str(), 5, 6.0)
         );
-        assert!(!incidents.is_open(&web.id));
-        assert!(incidents.normal(&web.id).is_none());
+        assert!(!incidents.is_open(&web.id, AlertClass::SequenceAnomaly));
+        assert!(step(&mut incidents, &web, None, at).is_none());
         // The next anomaly is a new incident.
         let later = t0 + Duration::from_secs(60);
-        let next = incidents
-            .anomalous(&web, None, verdict(2.0), later)
-            .unwrap();
+        let next = step(&mut incidents, &web, Some(verdict(2.0)), later).unwrap();
         assert_ne!(next.id, opened.id);
         assert_eq!(next.count, 1);
         // Containers do not share incidents; a stopped container's incident ends.
         let db = container("db");
-        assert!(incidents
-            .anomalous(&db, None, verdict(2.0), later)
-            .is_some());
-        assert!(incidents.stopped(&web.id).unwrap().ended);
-        assert!(incidents.is_open(&db.id));
-        assert!(incidents.stopped(&web.id).is_none());
+        assert!(step(&mut incidents, &db, Some(verdict(2.0)), later).is_some());
+        let stopped = incidents.stopped(&web.id);
+        assert_eq!(stopped.len(), 1);
+        assert!(stopped[0].ended);
+        assert!(incidents.is_open(&db.id, AlertClass::SequenceAnomaly));
+        assert!(incidents.stopped(&web.id).is_empty());
+    }
+
+    #[test]
+    fn classes_are_separate_incidents_of_one_container() {
+        let mut incidents = Incidents::new(10, 2);
+        let web = container("web");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let both = vec![
+            verdict_of(AlertClass::UnexpectedProcess, 2.0),
+            verdict_of(AlertClass::UnauthorizedConnection, 3.0),
+        ];
+        let opened = incidents.interval(&web, None, both, t0);
+        assert_eq!(opened.len(), 2);
+        assert_ne!(opened[0].id, opened[1].id);
+        assert!(
+            opened[0].id.contains("unexpected_process"),
+            "{}",
+            opened[0].id
+        );
+        // The process keeps going, the connection stops: only the connection's incident ends.
+        for i in 1..3 {
+            let at = t0 + Duration::from_secs(i);
+            let written = incidents.interval(
+                &web,
+                None,
+                vec![verdict_of(AlertClass::UnexpectedProcess, 2.0)],
+                at,
+            );
+            if i == 2 {
+                assert_eq!(written.len(), 1, "{written:?}");
+                assert_eq!(written[0].class, AlertClass::UnauthorizedConnection);
+                assert!(written[0].ended);
+            } else {
+                assert!(written.is_empty(), "{written:?}");
+            }
+        }
+        assert!(incidents.is_open(&web.id, AlertClass::UnexpectedProcess));
+        assert!(!incidents.is_open(&web.id, AlertClass::UnauthorizedConnection));
     }
 
     #[test]
     fn severity_grows_with_the_excess_over_the_threshold() {
-        assert_eq!(severity(1.2, 1.0), Severity::Low);
-        assert_eq!(severity(2.5, 1.0), Severity::Medium);
-        assert_eq!(severity(5.0, 1.0), Severity::High);
-        assert_eq!(severity(3.0, -2.0), Severity::High);
+        let class = AlertClass::SequenceAnomaly;
+        assert_eq!(severity(class, 1.2, 1.0), Severity::Low);
+        assert_eq!(severity(class, 2.5, 1.0), Severity::Medium);
+        assert_eq!(severity(class, 5.0, 1.0), Severity::High);
+        assert_eq!(severity(class, 3.0, -2.0), Severity::High);
+        // Attempts no container should make are critical however they scored.
+        assert_eq!(
+            severity(AlertClass::EscapeAttempt, 0.1, 0.0),
+            Severity::Critical
+        );
     }
 
     /// A deterministic generator, so the synthetic workload never flakes.
@@ -746,7 +968,7 @@ mod tests {
     #[test]
     fn learns_a_shared_baseline_then_alerts_on_the_odd_container_only() {
         let dir = tempfile::tempdir().unwrap();
-        let mut detection = Detection::new(&config(), Some(dir.path()));
+        let mut detection = Detection::new(&config(), Some(dir.path())).unwrap();
         let (a, b) = (container("a"), container("b"));
         let host = ContainerRef {
             id: "host".into(),
@@ -765,20 +987,29 @@ mod tests {
                     container: &a,
                     image_id: Some("sha256:app"),
                     stats: &sa,
+                    interval_s: 1.0,
+                    facts: Vec::new(),
+                    started_under_agent: false,
                 },
                 Window {
                     container: &b,
                     image_id: Some("sha256:app"),
                     stats: &sb,
+                    interval_s: 1.0,
+                    facts: Vec::new(),
+                    started_under_agent: false,
                 },
                 // Not judged: no image.
                 Window {
                     container: &host,
                     image_id: None,
                     stats: &sh,
+                    interval_s: 1.0,
+                    facts: Vec::new(),
+                    started_under_agent: false,
                 },
             ];
-            let out = detection.interval(&windows, now);
+            let out = detection.interval(windows.to_vec(), now);
             assert!(alerts(&out).is_empty(), "no alert while learning");
             let phases = phases(&out);
             // One progress record per image per interval while learning, and one when it
@@ -799,16 +1030,22 @@ mod tests {
             now = t0 + Duration::from_secs(second);
             let (sa, sb) = (normal(&mut rng), normal(&mut rng));
             let out = detection.interval(
-                &[
+                vec![
                     Window {
                         container: &a,
                         image_id: Some("sha256:app"),
                         stats: &sa,
+                        interval_s: 1.0,
+                        facts: Vec::new(),
+                        started_under_agent: false,
                     },
                     Window {
                         container: &b,
                         image_id: Some("sha256:app"),
                         stats: &sb,
+                        interval_s: 1.0,
+                        facts: Vec::new(),
+                        started_under_agent: false,
                     },
                 ],
                 now,
@@ -821,16 +1058,22 @@ mod tests {
             now = t0 + Duration::from_secs(second);
             let (sa, sb) = (walk(), normal(&mut rng));
             written.extend(alerts(&detection.interval(
-                &[
+                vec![
                     Window {
                         container: &a,
                         image_id: Some("sha256:app"),
                         stats: &sa,
+                        interval_s: 1.0,
+                        facts: Vec::new(),
+                        started_under_agent: false,
                     },
                     Window {
                         container: &b,
                         image_id: Some("sha256:app"),
                         stats: &sb,
+                        interval_s: 1.0,
+                        facts: Vec::new(),
+                        started_under_agent: false,
                     },
                 ],
                 now,
@@ -851,8 +1094,9 @@ mod tests {
             alert.contributions
         );
         // It stops: the incident ends with its count.
-        let ended = detection.container_stopped(&a.id).unwrap();
-        let RecordBody::Alert(ended) = ended else {
+        let mut ended = detection.container_stopped(&a.id);
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        let RecordBody::Alert(ended) = ended.remove(0) else {
             panic!("not an alert: {ended:?}");
         };
         assert!(ended.ended);
@@ -860,13 +1104,16 @@ mod tests {
         detection.shutdown();
 
         // A restart reloads the learnt baseline: detecting at once, no relearning.
-        let mut again = Detection::new(&config(), Some(dir.path()));
+        let mut again = Detection::new(&config(), Some(dir.path())).unwrap();
         let sb = walk();
         let out = again.interval(
-            &[Window {
+            vec![Window {
                 container: &b,
                 image_id: Some("sha256:app"),
                 stats: &sb,
+                interval_s: 1.0,
+                facts: Vec::new(),
+                started_under_agent: false,
             }],
             now + Duration::from_secs(1),
         );
@@ -884,15 +1131,18 @@ mod tests {
         let mut rng = Lcg(5);
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         {
-            let mut detection = Detection::new(&config(), Some(dir.path()));
+            let mut detection = Detection::new(&config(), Some(dir.path())).unwrap();
             for second in 0..3 {
                 let sa = normal(&mut rng);
                 let window = Window {
                     container: &a,
                     image_id: None,
                     stats: &sa,
+                    interval_s: 1.0,
+                    facts: Vec::new(),
+                    started_under_agent: false,
                 };
-                detection.interval(&[window], t0 + Duration::from_secs(second));
+                detection.interval(vec![window], t0 + Duration::from_secs(second));
             }
             // Saved every 3 intervals: the baseline is in the store, learning, 3 windows.
         }
@@ -905,13 +1155,16 @@ mod tests {
             .unwrap();
         assert_eq!(changed, 1);
         drop(db);
-        let mut detection = Detection::new(&config(), Some(dir.path()));
+        let mut detection = Detection::new(&config(), Some(dir.path())).unwrap();
         let sa = normal(&mut rng);
         let out = detection.interval(
-            &[Window {
+            vec![Window {
                 container: &a,
                 image_id: None,
                 stats: &sa,
+                interval_s: 1.0,
+                facts: Vec::new(),
+                started_under_agent: false,
             }],
             t0 + Duration::from_secs(10),
         );

@@ -6,10 +6,8 @@ mod detection;
 mod enrich;
 mod preflight;
 mod registry;
-mod sink;
+mod sinks;
 
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -18,8 +16,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kanary_model::config::Config;
-
-use crate::sink::NdjsonSink;
 
 /// Watches every container on this host with eBPF.
 #[derive(Debug, Parser)]
@@ -46,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: kanary_store::cli::BaselineCommand,
     },
+    /// Show the alerts stored under --data-dir: filter by container, class, severity, time.
+    Alerts {
+        #[command(subcommand)]
+        command: kanary_store::alerts_cli::AlertsCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,9 +54,14 @@ struct RunArgs {
     /// Configuration file (TOML); every key has a default.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Where to write NDJSON records: `-` for stdout, or a file (appended to).
-    #[arg(long, default_value = "-")]
-    events: String,
+    /// Where to write NDJSON records: `-` for stdout, or a file (appended to). Default: `-`,
+    /// unless the configuration declares `[[sinks]]` (then only those, plus this when given).
+    #[arg(long, value_name = "PATH")]
+    events: Option<String>,
+    /// Also write alerts in Falco's JSON output format (for falcosidekick and other Falco alert
+    /// routers) to this file (appended to), or `-` for stdout: a `falco` sink.
+    #[arg(long, value_name = "PATH")]
+    falco_output: Option<String>,
     /// Directory for the agent's state.
     #[arg(long, default_value = "/var/lib/kanary")]
     data_dir: PathBuf,
@@ -87,26 +93,23 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(learn_for) = args.learn_for {
         config.detection.learn_for = learn_for;
     }
+    // Before anything is touched: two outputs on one file is a usage error.
+    sinks::add_command_line_sinks(
+        &mut config,
+        args.events.as_deref(),
+        args.falco_output.as_deref(),
+    )?;
     let host = preflight::check(config.agent.cgroup2_mount.as_deref())?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
-    let out: Box<dyn Write + Send> = if args.events == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        Box::new(
-            File::options()
-                .create(true)
-                .append(true)
-                .open(&args.events)
-                .with_context(|| format!("opening --events {}", args.events))?,
-        )
-    };
+    let sinks = sinks::build(&config.sinks)?;
+    tracing::debug!(sinks = ?sinks.names(), "records go to these sinks");
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let agent = agent::Agent::start(config, host, Box::new(NdjsonSink::new(out)), &args.data_dir)?;
+    let agent = agent::Agent::start(config, host, Box::new(sinks), &args.data_dir)?;
     tracing::info!("kanary running");
     agent.run(stop)
 }
@@ -128,6 +131,13 @@ fn main() -> ExitCode {
         }),
         Command::Eval(args) => kanary_detect::eval::run(&args).map_err(Into::into),
         Command::Baseline { command } => kanary_store::cli::run(
+            &command,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+            std::time::SystemTime::now(),
+        )
+        .map_err(Into::into),
+        Command::Alerts { command } => kanary_store::alerts_cli::run(
             &command,
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),

@@ -36,6 +36,9 @@ pub struct Container {
     pub since: Instant,
     /// Address look-ups left while it has none.
     pub address_retries: u32,
+    /// It was running before the agent started (found by the start-up scan), so the agent
+    /// never saw its start-up.
+    pub existing: bool,
 }
 
 impl Container {
@@ -66,6 +69,7 @@ impl Container {
             enrichment,
             since: Instant::now(),
             address_retries: ADDRESS_RETRIES,
+            existing: false,
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use kanary_detect::baseline::{Baseline, BaselineConfig, BaselineKey};
+use kanary_detect::baseline::{Baseline, BaselineConfig, BaselineKey, FORMAT_VERSION};
 use kanary_detect::synthetic::normal_trace;
 use kanary_detect::window::{windows_of_threads, FeatureWindow};
 use kanary_store::Store;
@@ -127,7 +127,7 @@ fn an_exported_baseline_imports_lists_and_round_trips() {
     );
     let document = json(&std::fs::read_to_string(&file).unwrap());
     assert_eq!(document["kind"], "kanary-baseline");
-    assert_eq!(document["format_version"], 1);
+    assert_eq!(document["format_version"], FORMAT_VERSION);
     assert_eq!(document["key"]["image"], "nginx:1");
     assert_eq!(document["state"]["phase"], "detecting");
     assert!(document["models"]["combined"].is_object());
@@ -293,7 +293,9 @@ fn bad_files_get_a_clear_error_and_change_nothing() {
     let host = tmp.path().join("host");
     let good = learnt(nginx()).to_json().unwrap();
     let mut future = json(&good);
-    future["format_version"] = 2.into();
+    future["format_version"] = 99.into();
+    let newer =
+        format!("format version 99 is newer than this kanary reads (version {FORMAT_VERSION})");
     let mut detector = json(&good);
     detector["models"]["combined"]["format_version"] = 9.into();
     let cases = [
@@ -302,11 +304,7 @@ fn bad_files_get_a_clear_error_and_change_nothing() {
             good[..good.len() / 3].to_string(),
             "not JSON",
         ),
-        (
-            "future.json",
-            future.to_string(),
-            "format version 2 is newer than this kanary reads (version 1)",
-        ),
+        ("future.json", future.to_string(), newer.as_str()),
         (
             "detector.json",
             detector.to_string(),

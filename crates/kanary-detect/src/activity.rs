@@ -173,6 +173,22 @@ pub struct Fact {
 }
 
 impl Activity {
+    /// Whether the fact comes from the container runtime setting the container (or a `docker
+    /// exec`) up: runc's processes run in the container's cgroup, so their mounts, capability
+    /// changes and look-ups of `/etc/passwd` are attributed to it. For an exec, whether runc ran
+    /// it (the program itself is the container's: an entrypoint or an exec'd command). Known
+    /// limitation: recognised by process name, which a process can change.
+    pub fn by_runtime(&self) -> bool {
+        let process = match self {
+            Activity::Exec { parent, .. } => parent,
+            Activity::Open { comm, .. }
+            | Activity::Connect { comm, .. }
+            | Activity::Security { comm, .. } => comm,
+            Activity::Accept { .. } => return false,
+        };
+        process.starts_with("runc")
+    }
+
     /// The fact a record states, for the record types that carry one.
     pub fn from_record(record: &RecordBody) -> Option<(Activity, u64)> {
         match record {

@@ -270,6 +270,11 @@ impl BehaviourProfile {
         let mut found: Vec<Novelty<'w>> = Vec::new();
         let mut index: BTreeMap<(ItemKind, String), usize> = BTreeMap::new();
         for fact in &window.facts {
+            // The runtime's own look-ups are not the container's behaviour; what it executes
+            // (an entrypoint, a `docker exec`'d command) is.
+            if fact.activity.by_runtime() && !matches!(fact.activity, Activity::Exec { .. }) {
+                continue;
+            }
             let verdict = self.verdict(&fact.activity);
             let denied = verdict == Some(Verdict::Denied);
             let mut program_novel = false;
@@ -508,6 +513,11 @@ impl Detector for BehaviourProfile {
         AlertClass::UnexpectedProcess
     }
 
+    /// It judges facts, which start-up and idle windows have too.
+    fn is_statistical(&self) -> bool {
+        false
+    }
+
     /// Learns every item of the windows' facts. Windows without facts are learnt too (a
     /// container that did nothing observable); only an empty slice is refused.
     fn learn(&mut self, windows: &[FeatureWindow]) -> Result<()> {
@@ -687,6 +697,24 @@ mod tests {
 
     fn window_facts(activities: Vec<Activity>) -> Vec<Fact> {
         window(activities).facts
+    }
+
+    #[test]
+    fn the_runtimes_look_ups_are_not_judged_but_what_it_executes_is() {
+        let profile = fitted();
+        let runc_open = Activity::Open {
+            path: "/etc/passwd".into(),
+            write: false,
+            ok: true,
+            comm: "runc:[2:INIT]".into(),
+        };
+        let finding = profile.score(&window(vec![runc_open])).unwrap();
+        assert_eq!(finding.score, 0.0, "{finding:?}");
+        // A `docker exec`'d program: runc is its parent, the program is the container's.
+        let finding = profile
+            .score(&window(vec![exec("/bin/uname", "runc:[2:INIT]")]))
+            .unwrap();
+        assert!(finding.anomalous, "{finding:?}");
     }
 
     #[test]

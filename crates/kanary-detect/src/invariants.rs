@@ -265,7 +265,7 @@ impl Invariants {
         window
             .facts
             .iter()
-            .filter(|fact| !by_runtime(&fact.activity))
+            .filter(|fact| !fact.activity.by_runtime())
             .filter_map(|fact| {
                 RULES.iter().find_map(|rule| {
                     (rule.action)(&fact.activity).map(|action| Match {
@@ -299,6 +299,11 @@ impl Detector for Invariants {
 
     fn class(&self) -> AlertClass {
         AlertClass::SuspiciousSyscall
+    }
+
+    /// It judges facts, which start-up and idle windows have too.
+    fn is_statistical(&self) -> bool {
+        false
     }
 
     /// Nothing to learn: any windows, even none, are accepted.
@@ -347,19 +352,6 @@ impl Detector for Invariants {
         self.threshold = 0.0;
         Ok(0.0)
     }
-}
-
-/// Whether the fact comes from the container runtime setting the container up (see the module
-/// documentation).
-fn by_runtime(activity: &Activity) -> bool {
-    let process = match activity {
-        Activity::Exec { parent, .. } => parent,
-        Activity::Open { comm, .. }
-        | Activity::Connect { comm, .. }
-        | Activity::Security { comm, .. } => comm,
-        Activity::Accept { .. } => return false,
-    };
-    process.starts_with("runc")
 }
 
 /// Evidence for a reader: who did it, and the call's arguments.

@@ -49,8 +49,11 @@ use kanary_model::record::{
 use kanary_model::stats::ContainerStats;
 use kanary_store::{Store, StoreError};
 
-/// Most contributions an alert lists.
+/// Most contributions an alert lists from one window.
 const TOP_CONTRIBUTIONS: usize = 8;
+
+/// Most contributions an incident of discrete evidence accumulates (newest first).
+const MAX_EVIDENCE: usize = 16;
 
 /// One container's window of one interval, as the agent hands it in.
 #[derive(Debug, Clone)]
@@ -134,6 +137,9 @@ pub struct Verdict {
     pub contributions: Vec<AlertContribution>,
     /// Every detector's score of the window.
     pub detectors: Vec<DetectorScore>,
+    /// Raised by a detector of discrete evidence (behaviour, invariants): each new item is news
+    /// to a reader, where a statistical detector's next window is more of the same.
+    pub discrete: bool,
 }
 
 /// An open incident.
@@ -246,6 +252,19 @@ impl Incidents {
         let alert = &mut incident.alert;
         alert.count += 1;
         alert.last_seen = ts;
+        // New discrete evidence (another new program, a second sensitive file) is added to the
+        // incident and written at once: it is what a responder needs next, and it would
+        // otherwise hide behind the incident's first, maybe milder, window.
+        let news: Vec<AlertContribution> = if verdict.discrete {
+            verdict
+                .contributions
+                .iter()
+                .filter(|new| !alert.contributions.iter().any(|c| c.feature == new.feature))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         // The record describes the incident's worst window, so a burst that grows is explained
         // by its peak rather than by its first, milder, window.
         if verdict.score > alert.score {
@@ -254,8 +273,17 @@ impl Incidents {
             alert.threshold = verdict.threshold;
             alert.detector = verdict.detector;
             alert.views = verdict.views;
-            alert.contributions = verdict.contributions;
             alert.detectors = verdict.detectors;
+            if !verdict.discrete {
+                alert.contributions = verdict.contributions;
+            }
+        }
+        if !news.is_empty() {
+            alert.contributions.splice(0..0, news);
+            alert.contributions.truncate(MAX_EVIDENCE);
+            incident.normal = 0;
+            incident.since_written = 0;
+            return Some(incident.alert.clone());
         }
         incident.normal = 0;
         incident.since_written += 1;
@@ -670,6 +698,7 @@ pub fn verdicts<'d>(
                 views: views_of(baseline, detector, window),
                 contributions: Vec::new(),
                 detectors: scores.clone(),
+                discrete: !detector.is_statistical(),
             });
             if verdict.contributions.len() < TOP_CONTRIBUTIONS {
                 verdict.contributions.push(AlertContribution {
@@ -721,6 +750,7 @@ fn learning_record(baseline: &Baseline, now: SystemTime) -> Learning {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kanary_detect::activity::Activity;
     use kanary_detect::window::windows_of_threads;
     use kanary_model::stats::{NgramStats, SyscallStats};
     use std::time::Duration;
@@ -747,6 +777,7 @@ mod tests {
                 detail: None,
             }],
             detectors: Vec::new(),
+            discrete: false,
         }
     }
 
@@ -839,6 +870,37 @@ mod tests {
         assert!(stopped[0].ended);
         assert!(incidents.is_open(&db.id, AlertClass::SequenceAnomaly));
         assert!(incidents.stopped(&web.id).is_empty());
+    }
+
+    #[test]
+    fn new_discrete_evidence_is_added_and_written_at_once() {
+        let mut incidents = Incidents::new(10, 3);
+        let web = container("web");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let evidence = |feature: &str| Verdict {
+            detector: "behaviour".into(),
+            discrete: true,
+            contributions: vec![AlertContribution {
+                feature: feature.into(),
+                baseline: 0.0,
+                observed: 1.0,
+                detail: None,
+            }],
+            ..verdict_of(AlertClass::UnexpectedFile, 2.0)
+        };
+        let opened = step(&mut incidents, &web, Some(evidence("open /etc/passwd")), t0).unwrap();
+        // The same evidence again: counted only.
+        assert!(step(&mut incidents, &web, Some(evidence("open /etc/passwd")), t0).is_none());
+        // A new file, with a lower score: written now, newest evidence first, the first kept.
+        let news = step(&mut incidents, &web, Some(evidence("open /etc/shadow")), t0).unwrap();
+        assert_eq!(news.id, opened.id);
+        assert_eq!(news.count, 3);
+        let features: Vec<&str> = news
+            .contributions
+            .iter()
+            .map(|c| c.feature.as_str())
+            .collect();
+        assert_eq!(features, ["open /etc/shadow", "open /etc/passwd"]);
     }
 
     #[test]
@@ -1122,6 +1184,102 @@ mod tests {
             vec![("app:1".to_string(), "detecting".to_string())]
         );
         assert_eq!(alerts(&out).len(), 1);
+    }
+
+    fn exec_fact(path: &str) -> Fact {
+        Fact {
+            activity: Activity::Exec {
+                path: path.into(),
+                parent: "sh".into(),
+                cmdline: path.into(),
+                uid: 0,
+            },
+            count: 1,
+        }
+    }
+
+    fn window_of<'a>(
+        container: &'a ContainerRef,
+        stats: &'a ContainerStats,
+        facts: Vec<Fact>,
+        started_under_agent: bool,
+    ) -> Window<'a> {
+        Window {
+            container,
+            image_id: Some("sha256:app"),
+            stats,
+            interval_s: 1.0,
+            facts,
+            started_under_agent,
+        }
+    }
+
+    #[test]
+    fn start_up_windows_are_judged_on_their_facts_only_and_invariants_never_wait() {
+        let mut detection = Detection::new(&config(), None).unwrap();
+        let a = container("a");
+        let mut rng = Lcg(11);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let cgroup_mount = Fact {
+            activity: Activity::Security {
+                syscall: "mount".into(),
+                args: BTreeMap::from([
+                    ("source".to_string(), "cgroup".to_string()),
+                    ("target".to_string(), "/tmp/cg".to_string()),
+                    ("fstype".to_string(), "cgroup".to_string()),
+                ]),
+                ok: false,
+                comm: "mount".into(),
+                uid: 0,
+            },
+            count: 1,
+        };
+        // Learning: the invariants already judge; nothing else does.
+        let stats = normal(&mut rng);
+        let out = detection.interval(
+            vec![window_of(&a, &stats, vec![cgroup_mount.clone()], false)],
+            t0,
+        );
+        let early = alerts(&out);
+        assert_eq!(early.len(), 1, "{out:?}");
+        assert_eq!(early[0].class, AlertClass::EscapeAttempt);
+        assert_eq!(early[0].detector, "invariants");
+        for second in 1..12 {
+            let stats = normal(&mut rng);
+            let facts = vec![exec_fact("/bin/cat")];
+            let at = t0 + Duration::from_secs(second);
+            detection.interval(vec![window_of(&a, &stats, facts, false)], at);
+        }
+        // Detecting. A new container of the image starts: its first window walks the file
+        // system (the runtime's set-up looks odd too) and runs its entrypoint, a new program.
+        let b = container("b");
+        let walk_stats = walk();
+        let first = alerts(&detection.interval(
+            vec![window_of(
+                &b,
+                &walk_stats,
+                vec![exec_fact("/bin/entry")],
+                true,
+            )],
+            t0 + Duration::from_secs(13),
+        ));
+        let classes: Vec<AlertClass> = first.iter().map(|alert| alert.class).collect();
+        assert_eq!(
+            classes,
+            vec![AlertClass::UnexpectedProcess],
+            "start-up: facts judged, figures not: {first:?}"
+        );
+        // Its second window is no longer start-up: the same walk is a sequence anomaly.
+        let second = alerts(&detection.interval(
+            vec![window_of(&b, &walk_stats, Vec::new(), true)],
+            t0 + Duration::from_secs(14),
+        ));
+        assert!(
+            second
+                .iter()
+                .any(|alert| alert.class == AlertClass::SequenceAnomaly),
+            "{second:?}"
+        );
     }
 
     #[test]

@@ -125,15 +125,22 @@ fn learns_a_shared_baseline_then_alerts_each_injected_class_about_the_right_cont
     let image = TestImage::build();
     let image_id = image.id();
     // 1 s windows; learn 20 s and at least 30 windows (two containers: ~40 windows).
-    let config = "[agent]\ninterval = \"1s\"\n\
-                  [detection]\nlearn_for = \"20s\"\nmin_windows = 30\nclose_after = 30\n";
+    // Alerts also go to a Falco sink, as falcosidekick would read them.
+    let falco_dir = tempfile::tempdir().expect("temporary directory");
+    let falco = falco_dir.path().join("falco.json");
+    let config = format!(
+        "[agent]\ninterval = \"1s\"\n\
+         [detection]\nlearn_for = \"20s\"\nmin_windows = 30\nclose_after = 30\n\
+         [[sinks]]\ntype = \"falco\"\npath = \"{}\"\n",
+        falco.display()
+    );
     // The containers start before the agent, so it learns their steady loop (a container
     // started under the agent has its first window set aside as start-up: see
     // `crates/kanary/src/detection.rs`).
     let odd = Container::run("odd", &[], &image.name, &["sh", "-c", NORMAL_LOOP]);
     let sibling = Container::run("sibling", &[], &image.name, &["sh", "-c", NORMAL_LOOP]);
     std::thread::sleep(Duration::from_secs(2));
-    let mut agent = Agent::start_with(config);
+    let mut agent = Agent::start_with(&config);
     let start = agent.wait_for_container("container_start", &odd.name, WAIT, |_| true);
     assert_eq!(start["image_id"], image_id.as_str());
     assert_eq!(start["existing"], true);
@@ -207,6 +214,13 @@ fn learns_a_shared_baseline_then_alerts_each_injected_class_about_the_right_cont
     odd.exec(&["sh", "-c", "touch /tmp/x; chmod 4755 /tmp/x"]);
     let privilege = wait_for_class(&mut agent, &odd.name, "privilege_escalation");
     assert!(mentions(&privilege, "chmod"), "{privilege}");
+    // Reading a file no container of the image ever read, and a sensitive one.
+    odd.exec(&["sh", "-c", "cat /etc/shadow >/dev/null 2>&1; true"]);
+    // (An earlier step may have opened the class's incident already: the read is new
+    // evidence, written at once.)
+    let file = agent.wait_for_container("alert", &odd.name, WAIT, |a| {
+        a["class"] == "unexpected_file" && mentions(a, "/etc/shadow")
+    });
     // Burning CPU: a resource and a syscall-mix anomaly at once.
     // (`timeout` ends dd with a signal: the shell's `true` keeps docker exec successful.)
     odd.exec(&[
@@ -231,6 +245,7 @@ fn learns_a_shared_baseline_then_alerts_each_injected_class_about_the_right_cont
         &connection,
         &escape,
         &privilege,
+        &file,
         &resource,
         &sequence,
     ] {
@@ -289,4 +304,23 @@ fn learns_a_shared_baseline_then_alerts_each_injected_class_about_the_right_cont
         .map(|line| serde_json::from_str(line).expect("one alert per line"))
         .collect();
     assert_eq!(classes(&stored), classes(&odd_alerts));
+    // And every class reached the Falco sink, about the right container.
+    let falco_events: Vec<Value> = std::fs::read_to_string(&falco)
+        .expect("the falco sink's file")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one Falco event per line"))
+        .collect();
+    let forwarded: BTreeSet<String> = falco_events
+        .iter()
+        .filter(|e| e["output_fields"]["container.name"] == odd.name.as_str())
+        .filter_map(|e| {
+            e["output_fields"]["kanary.class"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(forwarded, classes(&odd_alerts));
+    assert!(falco_events.iter().any(|e| {
+        e["output_fields"]["kanary.class"] == "escape_attempt" && e["priority"] == "Critical"
+    }));
 }

@@ -1,6 +1,6 @@
 //! Per-window scoring cost of every detector, on synthetic timed windows of a web server
-//! ([`kanary_detect::resource::synthetic_window`]: syscalls, n-grams and every metric), and the
-//! serialised size of each learnt model, printed once as "memory per baseline".
+//! ([`kanary_detect::resource::synthetic_window`]: syscalls, n-grams and every metric, plus the
+//! facts of [`facts`]), and the serialised size of each learnt model, printed once as "memory per baseline".
 //!
 //! `cargo bench -p kanary-detect --bench scoring -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -10,8 +10,11 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use kanary_detect::activity::{Activity, Fact, Peer};
+use kanary_detect::behaviour::{BehaviourConfig, BehaviourProfile};
 use kanary_detect::detector::{to_json, Calibration, Detector};
 use kanary_detect::forest::{WindowConfig, WindowModel};
+use kanary_detect::invariants::Invariants;
 use kanary_detect::resource::{synthetic_window, ResourceConfig, ResourceModel};
 use kanary_detect::{
     CombinedConfig, CombinedDetector, FeatureWindow, FrequencyConfig, FrequencyDetector,
@@ -27,8 +30,64 @@ const SCORED: u64 = 32;
 
 fn windows(ngram_len: u32, seeds: std::ops::Range<u64>) -> Vec<FeatureWindow> {
     seeds
-        .map(|seed| synthetic_window(ngram_len, seed).expect("synthetic windows are well formed"))
+        .map(|seed| {
+            let mut window =
+                synthetic_window(ngram_len, seed).expect("synthetic windows are well formed");
+            window.facts = facts(seed);
+            window
+        })
         .collect()
+}
+
+/// A web server's facts in one window: 40 page reads from a churning set, a log write, a cache
+/// connection and now and then a health-check program: what the behaviour profile and the
+/// invariants go through per window.
+fn facts(seed: u64) -> Vec<Fact> {
+    let fact = |activity, count| Fact { activity, count };
+    let mut out: Vec<Fact> = (0..40)
+        .map(|i| {
+            let path = format!("/srv/www/page-{}.html", (seed * 7 + i) % 500);
+            let open = Activity::Open {
+                path,
+                write: false,
+                ok: true,
+                comm: "nginx".into(),
+            };
+            fact(open, 1 + i % 3)
+        })
+        .collect();
+    out.push(fact(
+        Activity::Open {
+            path: format!("/var/log/nginx/access-{seed}.log"),
+            write: true,
+            ok: true,
+            comm: "nginx".into(),
+        },
+        1,
+    ));
+    out.push(fact(
+        Activity::Connect {
+            peer: Peer::Container {
+                image: "redis:7".into(),
+                name: "cache".into(),
+            },
+            port: 6379,
+            protocol: "tcp".into(),
+            ok: true,
+            comm: "nginx".into(),
+        },
+        12,
+    ));
+    if seed.is_multiple_of(5) {
+        let exec = Activity::Exec {
+            path: "/usr/bin/curl".into(),
+            parent: "sh".into(),
+            cmdline: "curl -fsS http://localhost/health".into(),
+            uid: 0,
+        };
+        out.push(fact(exec, 1));
+    }
+    out
 }
 
 /// Learns and calibrates `detector` on windows of `ngram_len`-grams, prints its serialised size,
@@ -86,6 +145,13 @@ fn scoring(c: &mut Criterion) {
         3,
     );
     bench(c, "window", WindowModel::new(WindowConfig::default()), 3);
+    bench(
+        c,
+        "behaviour",
+        BehaviourProfile::new(BehaviourConfig::default()),
+        3,
+    );
+    bench(c, "invariants", Invariants::new(), 3);
 }
 
 criterion_group!(benches, scoring);

@@ -12,7 +12,8 @@
  * Docker (docker/<id>, docker-<id>.scope), containerd and Kubernetes (cri-containerd-<id>.scope,
  * kubepods/.../<id>), CRI-O (crio-<id>.scope) and podman (libpod-<id>.scope). Sub-cgroups of a
  * watched cgroup inherit its slot, so processes a container moves into its own children stay
- * attributed to it.
+ * attributed to it, and its flags (trace mode, throttling), so a container cannot leave either by
+ * making a sub-cgroup.
  */
 #include "common.h"
 
@@ -73,7 +74,9 @@ static __always_inline void report_cgroup(__u32 kind, __u64 cgid,
 					  const struct container_slot *entry, __u64 parent_id,
 					  __u32 slot_error, const char *path)
 {
-	struct cgroup_event *e = kanary_reserve(&events, struct cgroup_event, entry, kind);
+	/* Lifecycle events are never throttled: the agent must see a throttled container stop. */
+	struct container_slot unthrottled = { .slot = entry->slot };
+	struct cgroup_event *e = kanary_reserve(&events, struct cgroup_event, &unthrottled, kind);
 
 	if (!e)
 		return;

@@ -3,13 +3,16 @@
  * syscalls: per-container system call counts and sequence features, aggregated in the kernel so
  * the default configuration never streams individual syscalls to user space.
  *
- * Hook:  tp_btf/sys_enter (every syscall of every task; the container filter comes first).
+ * Hook:  a handler on tp_btf/sys_enter, run by the syscall dispatcher (syscall_dispatch.bpf.c)
+ *        for every syscall of every task, as this collector routes them all to it; the
+ *        container filter comes first.
  * Maps:  syscall_counts (per-CPU array, slot -> counter per syscall number),
  *        thread_windows (task storage: the thread's last syscalls, packed 9 bits each),
  *        ngram_counts (hash, (slot, packed n-gram) -> count, atomic adds; drained by the agent
  *        each interval, so its size only has to hold one interval's distinct n-grams; shared
  *        rather than per-CPU so its memory does not grow with the number of CPUs),
- *        events (ring buffer, trace mode only: struct syscall_event).
+ *        events (ring buffer, trace mode only: struct syscall_event),
+ *        the dispatcher's maps (KANARY_SYSCALL_DISPATCH_MAPS()).
  *
  * The per-syscall path does lock-free lookups and in-place increments only; the hash's bucket
  * lock is taken just when an n-gram is first seen in an interval.
@@ -17,6 +20,7 @@
 #include "common.h"
 
 KANARY_RINGBUF();
+KANARY_SYSCALL_DISPATCH_MAPS();
 
 /* n-gram length (2..7); 0 turns sequence features off. */
 const volatile __u32 targ_ngram_len = 3;
@@ -85,13 +89,12 @@ static __always_inline void trace_syscall(const struct container_slot *c, struct
 	bpf_ringbuf_submit(e, 0);
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(kanary_sys_enter, struct pt_regs *regs, long id)
+static __always_inline void count_syscall(struct pt_regs *regs, long id)
 {
 	const struct container_slot *c = kanary_current_container();
 
 	if (!c || id < 0 || id >= KANARY_SYSCALL_SLOTS)
-		return 0;
+		return;
 
 	__u32 nr = id;
 	__u32 slot = c->slot;
@@ -103,7 +106,14 @@ int BPF_PROG(kanary_sys_enter, struct pt_regs *regs, long id)
 		count_ngram(c, nr);
 	if (c->flags & CONTAINER_F_TRACE)
 		trace_syscall(c, regs, nr);
-	return 0;
+}
+
+/* The handler the dispatcher tail-calls for every syscall. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(kanary_sys_enter, struct pt_regs *regs, long id)
+{
+	count_syscall(regs, id);
+	return kanary_syscall_next(ctx, id, enter, SYSCALL_HANDLER_SYSCALLS);
 }
 
 /* Forces the shared types into BTF so the skeleton generates their Rust types. */

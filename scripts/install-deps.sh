@@ -3,7 +3,8 @@
 #
 #   scripts/install-deps.sh          build chain (clang/LLVM 19, libelf, zlib, bpftool)
 #   scripts/install-deps.sh --test   ... plus what the test bed needs (docker, busybox,
-#                                    debootstrap, iproute2, curl, procps)
+#                                    debootstrap, iproute2, curl, procps, prometheus,
+#                                    chromium)
 #
 # Idempotent and cheap: presence is checked with dpkg-query first, so a second run
 # touches neither the network nor apt's lists. All output goes to stderr, because
@@ -33,8 +34,10 @@ packages=(clang-19 llvm-19 libelf-dev zlib1g-dev pkg-config bpftool)
 if ((with_test)); then
     # docker.io brings dockerd (the machine may only have a docker client);
     # busybox-static and debootstrap build the local test images without any registry;
-    # iproute2/curl/procps are used by the integration tests and the helper scripts.
-    packages+=(docker.io busybox-static debootstrap iproute2 curl procps)
+    # iproute2/curl/procps are used by the integration tests and the helper scripts;
+    # prometheus scrapes a live agent in tests/prometheus.rs (every dashboard query must answer);
+    # chromium (headless, over the DevTools protocol) is the browser of tests/web_ui.rs.
+    packages+=(docker.io busybox-static debootstrap iproute2 curl procps prometheus chromium)
 fi
 
 missing=()

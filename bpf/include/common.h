@@ -63,7 +63,7 @@ static __always_inline const struct container_slot *kanary_current_container(voi
 #define KANARY_E2BIG 7
 #define KANARY_EEXIST 17
 
-enum drop_reason { DROP_RINGBUF, DROP_MAP_FULL };
+enum drop_reason { DROP_RINGBUF, DROP_MAP_FULL, DROP_THROTTLED };
 
 static __always_inline void kanary_count_drop(__u32 slot, enum drop_reason reason)
 {
@@ -73,6 +73,8 @@ static __always_inline void kanary_count_drop(__u32 slot, enum drop_reason reaso
 		return;
 	if (reason == DROP_RINGBUF)
 		d->ringbuf_full++;
+	else if (reason == DROP_THROTTLED)
+		d->throttled++;
 	else
 		d->map_full++;
 }
@@ -84,11 +86,15 @@ static __always_inline void kanary_count_drop(__u32 slot, enum drop_reason reaso
 		__uint(max_entries, 256 * 1024);                                                   \
 	} events SEC(".maps")
 
-/* Reserves a record and fills its header; counts the loss when the buffer is full. */
+/* Reserves a record and fills its header; counts the loss when the buffer is full. A throttled
+ * container (the agent is over its CPU budget because of it) gets no record, counted as a
+ * throttled drop: checked first, so a storm costs the ring buffer and the agent nothing. */
 #define kanary_reserve(rb, type, c, event_kind)                                                   \
 	({                                                                                         \
-		type *__e = bpf_ringbuf_reserve(rb, sizeof(type), 0);                              \
-		if (__e) {                                                                         \
+		type *__e = NULL;                                                                  \
+		if ((c)->flags & CONTAINER_F_THROTTLED)                                            \
+			kanary_count_drop((c)->slot, DROP_THROTTLED);                              \
+		else if ((__e = bpf_ringbuf_reserve(rb, sizeof(type), 0))) {                       \
 			__u64 __pid_tgid = bpf_get_current_pid_tgid();                             \
 			__e->hdr.ts_boot_ns = bpf_ktime_get_boot_ns();                             \
 			__e->hdr.cgroup_id = bpf_get_current_cgroup_id();                          \
@@ -172,25 +178,116 @@ static __always_inline bool kanary_dedup_report(void *map, const void *key, __u6
 }
 
 /*
- * Programs on the classic tracepoints of one system call, for calls whose other syscalls must
- * cost nothing: kanary_enter_<name> runs `body` at sys_enter_<name> with `ctx` a
- * struct trace_event_raw_sys_enter * (the arguments in ctx->args[]), kanary_exit_<name> at
- * sys_exit_<name> with `ctx` a struct trace_event_raw_sys_exit * (the result in ctx->ret). The
- * loader turns off the ones whose tracepoint this kernel lacks, by their section prefix.
+ * Syscall dispatch. A program on a raw syscall tracepoint (tp_btf/sys_enter, tp_btf/sys_exit)
+ * runs for every syscall of every task, host included, and every further program on the same
+ * tracepoint costs each syscall ~40 ns more here: the kernel then calls them through a loop of
+ * indirect calls instead of one direct call. Classic syscalls:sys_{enter,exit}_<name>
+ * tracepoints are no way out: enabling any of them runs the perf syscall handlers on every
+ * syscall too. (Measurements: docs/adr/0005-syscall-dispatch-on-tp-btf.md.)
+ *
+ * So the agent attaches exactly one program to each of the two (syscall_dispatch.bpf.c). The
+ * collectors that work per syscall load handler programs, SEC("tp_btf/sys_enter") or
+ * SEC("tp_btf/sys_exit") but never attached, which the loader puts in the prog arrays below at
+ * the index of their enum syscall_handler, and name the syscall numbers they want in
+ * syscall_routes (syscall_dispatch.rs). The dispatcher looks the number up first and tail-calls
+ * only the handlers that want it, each a direct jump: a syscall nobody watches costs one array
+ * lookup. A handler ends with kanary_syscall_next() so the handlers after it still run.
+ *
+ * A handler object declares these maps with KANARY_SYSCALL_DISPATCH_MAPS(); the loader makes
+ * its copies the dispatcher's (reuse_fd), like the container filter.
  */
-#define KANARY_SYSCALL_ENTER(name, body)                                                           \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                                \
-	int kanary_enter_##name(struct trace_event_raw_sys_enter *ctx)                             \
-	{                                                                                          \
-		return body;                                                                       \
-	}
+#define KANARY_SYSCALL_DISPATCH_MAPS()                                                             \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_PROG_ARRAY);                                             \
+		__uint(max_entries, SYSCALL_HANDLER_COUNT);                                        \
+		__type(key, __u32);                                                                \
+		__type(value, __u32);                                                              \
+	} syscall_enter_handlers SEC(".maps");                                                     \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_PROG_ARRAY);                                             \
+		__uint(max_entries, SYSCALL_HANDLER_COUNT);                                        \
+		__type(key, __u32);                                                                \
+		__type(value, __u32);                                                              \
+	} syscall_exit_handlers SEC(".maps");                                                      \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
+		__uint(max_entries, 1);                                                            \
+		__type(key, __u32);                                                                \
+		__type(value, struct syscall_routes);                                              \
+	} syscall_routes SEC(".maps")
 
-#define KANARY_SYSCALL_EXIT(name, body)                                                            \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                                 \
-	int kanary_exit_##name(struct trace_event_raw_sys_exit *ctx)                               \
-	{                                                                                          \
-		return body;                                                                       \
-	}
+/* The handlers (bits of enum syscall_handler) that want syscall `nr` at entry or at exit. An
+ * array lookup the verifier inlines: no helper call. */
+#define kanary_syscall_routes(nr, at)                                                              \
+	({                                                                                         \
+		__u32 __zero = 0;                                                                  \
+		__u64 __nr = (nr);                                                                 \
+		struct syscall_routes *__r = bpf_map_lookup_elem(&syscall_routes, &__zero);        \
+		__r && __nr < KANARY_SYSCALL_SLOTS ? __r->at[__nr] : 0;                            \
+	})
+
+/* Runs the first handler after handler `after` (-1: from the start) that `routes` names, by a
+ * tail call into `handlers`, which does not return; returns when there is none, or when a
+ * named handler's slot is empty. One constant index per handler, so that the JIT makes each
+ * tail call a direct jump. */
+#define kanary_syscall_chain(ctx, handlers, routes, after)                                         \
+	({                                                                                         \
+		__u8 __routes = (routes);                                                          \
+		if ((after) < SYSCALL_HANDLER_SYSCALLS &&                                          \
+		    (__routes & (1 << SYSCALL_HANDLER_SYSCALLS)))                                  \
+			bpf_tail_call_static(ctx, handlers, SYSCALL_HANDLER_SYSCALLS);             \
+		if ((after) < SYSCALL_HANDLER_FILE && (__routes & (1 << SYSCALL_HANDLER_FILE)))    \
+			bpf_tail_call_static(ctx, handlers, SYSCALL_HANDLER_FILE);                 \
+		if ((after) < SYSCALL_HANDLER_SECURITY &&                                          \
+		    (__routes & (1 << SYSCALL_HANDLER_SECURITY)))                                  \
+			bpf_tail_call_static(ctx, handlers, SYSCALL_HANDLER_SECURITY);             \
+	})
+
+/* How a handler of `self` for syscall `nr` ends, at entry (enter) or at exit (exit): the
+ * handlers after it that want the syscall still run. Evaluates to 0, the program's result. */
+#define kanary_syscall_next(ctx, nr, at, self)                                                     \
+	({                                                                                         \
+		kanary_syscall_chain(ctx, &syscall_##at##_handlers, kanary_syscall_routes(nr, at),  \
+				     self);                                                        \
+		0;                                                                                 \
+	})
+
+/*
+ * A handler's own table: `const volatile __u8 <table>[KANARY_SYSCALL_SLOTS]`, filled by the
+ * loader (syscall_dispatch::syscall_table), whose entry `nr` is the collector's code for that
+ * syscall, 0 for the ones it does not watch.
+ */
+static __always_inline __u8 kanary_syscall_code(const volatile __u8 *table, __u64 nr)
+{
+	return nr < KANARY_SYSCALL_SLOTS ? table[nr] : 0;
+}
+
+/*
+ * The number of the syscall that `regs` (tp_btf/sys_exit's first argument) belongs to: the exit
+ * tracepoint passes only the registers and the result. orig_ax is what the kernel's own
+ * syscall_get_nr() reads, -1 when no syscall is in progress. A direct load: tp_btf arguments are
+ * BTF pointers, relocated by CO-RE like BPF_CORE_READ but without its helper call, which matters
+ * on a path every syscall takes. (x86_64 only, like the vendored vmlinux.h.) The arguments are
+ * read the same way, with libbpf's PT_REGS_PARMn_SYSCALL(regs).
+ */
+#define kanary_exit_syscall_nr(regs) ((regs)->orig_ax)
+
+/* x86 TS_COMPAT (arch/x86/include/asm/thread_info.h): the thread's current syscall came in
+ * through a 32-bit entry (int 0x80, sysenter). */
+#define KANARY_TS_COMPAT 0x0002
+
+/*
+ * True when the current syscall is a 32-bit compat one, whose number comes from another table
+ * (ia32 5 is open, x86_64 5 is fstat): the raw tracepoints pass those numbers as they are, so a
+ * handler that decodes x86_64 numbers must skip them, as the kernel's syscalls:* tracepoints
+ * do. Called only after the routes and the handler's table said the number is watched.
+ */
+static __always_inline bool kanary_compat_syscall(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return task->thread_info.status & KANARY_TS_COMPAT;
+}
 
 /* Adds `delta` to a hash-map counter found with a lock-free lookup (atomically: the map may be
  * shared by all CPUs); inserting a missing key is the only path that takes the map's bucket

@@ -23,11 +23,16 @@ struct container_slot {
 };
 #define CONTAINER_F_CHILD 1 /* a sub-cgroup of a container: same slot, not its own container */
 #define CONTAINER_F_TRACE 2 /* stream every raw syscall of this container (trace mode) */
+/* The agent is over its CPU budget because of this container: its records are not streamed
+ * (counted as throttled drops); in-kernel aggregates are kept. Set by the agent on every entry
+ * of the slot; new sub-cgroups inherit it. */
+#define CONTAINER_F_THROTTLED 4
 
 /* Per-collector, per-slot loss counters (per-CPU array indexed by slot). */
 struct drop_counts {
 	__u64 ringbuf_full; /* an event could not be reserved in the ring buffer */
 	__u64 map_full;	    /* an aggregation or de-duplication map had no room */
+	__u64 throttled;    /* an event not streamed: its container is throttled (CPU budget) */
 };
 
 /* Every ring-buffer record starts with this header. */
@@ -217,6 +222,17 @@ struct open_event {
 	char path[KANARY_PATH_MAX]; /* as passed to the syscall, cut at KANARY_PATH_MAX - 1 bytes */
 };
 
+/* file.bpf.c: what its syscall table (targ_file_calls, filled by the loader) says a syscall
+ * number is; 0 is "not watched". */
+enum file_call {
+	FILE_CALL_OPEN = 1,    /* open(path, flags, mode) */
+	FILE_CALL_OPENAT = 2,  /* openat(dirfd, path, flags, mode) */
+	FILE_CALL_OPENAT2 = 3, /* openat2(dirfd, path, how, size) */
+	FILE_CALL_CREAT = 4,   /* creat(path, mode) */
+	FILE_CALL_READ = 5,    /* read, pread64, readv, preadv, preadv2 */
+	FILE_CALL_WRITE = 6,   /* write, pwrite64, writev, pwritev, pwritev2 */
+};
+
 /* security.bpf.c: the watched system calls, numbered by kanary rather than by the architecture
  * (user space names them from this order; do not reorder). */
 enum security_syscall {
@@ -246,6 +262,9 @@ enum security_syscall {
 	SECURITY_FCHMODAT2 = 23,
 	SECURITY_SYSCALL_COUNT = 24,
 };
+/* security.bpf.c's syscall table (targ_security_calls, filled by the loader) holds a watched
+ * call's enum security_syscall + 1, because 0 is "not watched". */
+#define KANARY_SECURITY_CODE(id) ((id) + 1)
 #define KANARY_SECURITY_SLOTS 32 /* counters per container: room for SECURITY_SYSCALL_COUNT */
 #define KANARY_SECURITY_STRINGS 3 /* user strings captured per call (mount: source, target, fstype) */
 
@@ -281,4 +300,22 @@ struct security_event {
  * slot). */
 struct security_counts {
 	__u64 n[KANARY_SECURITY_SLOTS];
+};
+
+/* syscall_dispatch.bpf.c: the collectors whose per-syscall programs the one dispatcher per raw
+ * syscall tracepoint tail-calls, by their index in its prog arrays. For a syscall several of
+ * them want, they run in this order. */
+enum syscall_handler {
+	SYSCALL_HANDLER_SYSCALLS = 0,
+	SYSCALL_HANDLER_FILE = 1,
+	SYSCALL_HANDLER_SECURITY = 2,
+	SYSCALL_HANDLER_COUNT = 3,
+};
+
+/* syscall_dispatch.bpf.c: which handlers want each syscall number, one bit
+ * (1 << enum syscall_handler) each, at entry and at exit. Set by the loader as handlers
+ * register (the one entry of the syscall_routes array). */
+struct syscall_routes {
+	__u8 enter[KANARY_SYSCALL_SLOTS];
+	__u8 exit[KANARY_SYSCALL_SLOTS];
 };

@@ -16,6 +16,7 @@ use libbpf_rs::MapHandle;
 use crate::containers::ContainerFilter;
 use crate::error::Result;
 use crate::kernel::{handle, DropsMap};
+use crate::syscall_dispatch::SyscallDispatch;
 
 /// Index of a watched container in every per-container kernel map (0: the host).
 pub type Slot = u32;
@@ -115,6 +116,9 @@ pub struct LoadContext<'a> {
     pub slots: u32,
     /// Mount point of the cgroup v2 hierarchy.
     pub cgroup2_mount: &'a Path,
+    /// The one program on each raw syscall tracepoint, which runs the handlers of the
+    /// collectors that work per syscall (loaded by the first of them).
+    pub syscall_dispatch: SyscallDispatch,
 }
 
 /// A loaded, attached collector.

@@ -20,6 +20,9 @@ const NAME: &str = "containers";
 const FLAG_CHILD: u32 = 1;
 /// Flag of a container in syscall trace mode (`CONTAINER_F_TRACE`).
 const FLAG_TRACE: u32 = 2;
+/// Flag of a container throttled to keep the agent within its CPU budget
+/// (`CONTAINER_F_THROTTLED`).
+const FLAG_THROTTLED: u32 = 4;
 /// Sub-cgroups a container may create, on average, before the filter map is full.
 const CGROUPS_PER_CONTAINER: u32 = 8;
 
@@ -136,23 +139,69 @@ impl ContainerFilter {
         self.insert(cgroup_id, slot, FLAG_CHILD)
     }
 
-    /// Turns syscall trace mode on or off for a watched cgroup.
+    /// Turns syscall trace mode on or off for a watched container cgroup and its sub-cgroups.
     pub fn set_trace(&self, cgroup_id: u64, trace: bool) -> Result<()> {
-        let key = cgroup_id.to_ne_bytes();
-        let Some(bytes) = self
-            .watched
-            .lookup(&key, MapFlags::ANY)
-            .map_err(map_error(NAME, "watched_cgroups"))?
-        else {
+        let Some(entry) = self.entry(cgroup_id)? else {
             return Ok(());
         };
-        let mut entry: types::container_slot = read_pod(&bytes).unwrap_or_default();
-        entry.flags = if trace {
-            entry.flags | FLAG_TRACE
-        } else {
-            entry.flags & !FLAG_TRACE
-        };
-        self.write(cgroup_id, &entry)
+        self.set_flag(entry.slot, FLAG_TRACE, trace).map(|_| ())
+    }
+
+    /// Throttles (or releases) every cgroup of the container in `slot`: while throttled its
+    /// events are counted as `throttled` drops instead of being streamed; the kernel keeps its
+    /// aggregates. Sub-cgroups created later inherit the flag in the kernel. Returns how many
+    /// filter entries were changed (0: the container is gone, or the slot is the host's, which
+    /// has no entry and cannot be throttled).
+    pub fn set_throttled(&self, slot: Slot, throttled: bool) -> Result<usize> {
+        self.set_flag(slot, FLAG_THROTTLED, throttled)
+    }
+
+    /// Sets or clears `flag` on every filter entry of `slot` (the container and its
+    /// sub-cgroups); returns how many entries were changed.
+    fn set_flag(&self, slot: Slot, flag: u32, on: bool) -> Result<usize> {
+        // Collected first: rewriting a hash map's values while walking its keys is fine, but a
+        // cgroup removed meanwhile must not be written back, hence EXIST below.
+        let keys: Vec<Vec<u8>> = self.watched.keys().collect();
+        let mut changed = 0;
+        for key in keys {
+            let Some(mut entry) = self
+                .watched
+                .lookup(&key, MapFlags::ANY)
+                .map_err(map_error(NAME, "watched_cgroups"))?
+                .and_then(|bytes| read_pod::<types::container_slot>(&bytes))
+            else {
+                continue;
+            };
+            if entry.slot != slot {
+                continue;
+            }
+            let flags = if on {
+                entry.flags | flag
+            } else {
+                entry.flags & !flag
+            };
+            if flags == entry.flags {
+                continue;
+            }
+            entry.flags = flags;
+            // SAFETY: container_slot is two u32s with no padding.
+            let value = unsafe { plain::as_bytes(&entry) };
+            match self.watched.update(&key, value, MapFlags::EXIST) {
+                Ok(()) => changed += 1,
+                // Removed by cgroup_rmdir since the walk: nothing left to flag.
+                Err(error) if error.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(error) => return Err(map_error(NAME, "watched_cgroups")(error)),
+            }
+        }
+        Ok(changed)
+    }
+
+    fn entry(&self, cgroup_id: u64) -> Result<Option<types::container_slot>> {
+        Ok(self
+            .watched
+            .lookup(&cgroup_id.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_error(NAME, "watched_cgroups"))?
+            .and_then(|bytes| read_pod(&bytes)))
     }
 
     /// Stops watching a cgroup (a container the agent decided is not one, e.g. conmon).

@@ -248,6 +248,7 @@ impl DropsMap {
         Ok(DropCounts {
             ringbuf_full: at(0),
             map_full: at(1),
+            throttled: at(2),
         })
     }
 

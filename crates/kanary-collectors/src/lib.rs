@@ -12,6 +12,7 @@ pub mod collectors;
 pub mod containers;
 pub mod error;
 pub mod kernel;
+pub mod syscall_dispatch;
 pub mod tracefs;
 
 pub use collector::{Collector, KernelEvent, LoadContext, Loaded, Slot, StatsBatch};

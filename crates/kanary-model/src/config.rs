@@ -45,10 +45,38 @@ pub struct Config {
     pub docker: DockerConfig,
     /// Live anomaly detection over the per-container windows.
     pub detection: DetectionConfig,
+    /// The HTTP endpoint: `/metrics` and the JSON API (`docs/api.md`).
+    pub http: HttpConfig,
     /// Where records go, `[[sinks]]`: every record goes to every sink whose `records` accept
     /// it. Empty: NDJSON on `kanary run --events` (standard output by default).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<SinkConfig>,
+}
+
+/// The HTTP endpoint, `[http]`: `/metrics` (Prometheus) and the read-only JSON API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to serve on, e.g. `"127.0.0.1:9750"`, or `"none"` to serve nothing (`kanary run
+    /// --listen` overrides it). An address that is not loopback needs a `token`.
+    pub listen: String,
+    /// Bearer token every request must carry (`Authorization: Bearer ...`); `kanary run
+    /// --token` and the `KANARY_TOKEN` environment variable override it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Per-syscall series on `/metrics` only for each container's this many most frequent
+    /// syscalls (bounds the series count; the total is always there).
+    pub top_syscalls: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9750".to_string(),
+            token: None,
+            top_syscalls: 10,
+        }
+    }
 }
 
 /// Agent-wide settings.
@@ -65,6 +93,11 @@ pub struct AgentConfig {
     pub max_containers: u32,
     /// Mount point of the cgroup v2 hierarchy; found in /proc/self/mountinfo when unset.
     pub cgroup2_mount: Option<PathBuf>,
+    /// The agent's own CPU budget, in percent of one core (0: no budget). When an interval
+    /// costs more, the containers whose records cost the most have their event streams
+    /// throttled in the kernel (their aggregates are kept) until they calm down; each decision
+    /// is written as a `degraded` record.
+    pub cpu_budget_percent: f64,
 }
 
 impl Default for AgentConfig {
@@ -74,6 +107,7 @@ impl Default for AgentConfig {
             include_host: false,
             max_containers: 256,
             cgroup2_mount: None,
+            cpu_budget_percent: 10.0,
         }
     }
 }
@@ -514,6 +548,13 @@ impl Config {
                 ),
             ));
         }
+        let budget = self.agent.cpu_budget_percent;
+        if !(budget.is_finite() && (0.0..=100.0).contains(&budget)) {
+            return Err(invalid(
+                "agent.cpu_budget_percent",
+                format!("must be between 0 (no budget) and 100 (one core) (got {budget})"),
+            ));
+        }
         let syscalls = &self.collectors.syscalls;
         if syscalls.ngram_len != 0
             && !(crate::ngram::MIN_LEN..=crate::ngram::MAX_LEN).contains(&syscalls.ngram_len)
@@ -872,6 +913,7 @@ mod tests {
         let config = Config::from_toml(text).unwrap();
         assert_eq!(config.agent, AgentConfig::default());
         assert_eq!(config.detection, DetectionConfig::default());
+        assert_eq!(config.http, HttpConfig::default());
         assert_eq!(config.collectors.tracepoint.len(), 1);
         assert_eq!(config.collectors.tracepoint[0].name, "tcp_retransmits");
     }
@@ -911,6 +953,18 @@ mod tests {
                 "collectors.file.ringbuf_bytes",
             ),
             ("[agent]\nmax_containers = 0\n", "agent.max_containers"),
+            (
+                "[agent]\ncpu_budget_percent = -1.0\n",
+                "agent.cpu_budget_percent",
+            ),
+            (
+                "[agent]\ncpu_budget_percent = 150.0\n",
+                "agent.cpu_budget_percent",
+            ),
+            (
+                "[agent]\ncpu_budget_percent = nan\n",
+                "agent.cpu_budget_percent",
+            ),
             ("[detection]\nmin_windows = 1\n", "detection.min_windows"),
             (
                 "[detection]\nmin_windows = 20\nmax_windows = 10\n",

@@ -81,6 +81,9 @@ pub enum RecordBody {
     /// Where an image's baseline is in its life: each interval while it learns, and when it
     /// starts detecting.
     Learning(Learning),
+    /// The agent throttled a container's event stream to stay within its CPU budget, or
+    /// released it.
+    Degraded(Degraded),
 }
 
 /// `agent_start`.
@@ -327,6 +330,11 @@ pub struct Stats {
     /// The aggregates.
     #[serde(flatten)]
     pub stats: ContainerStats,
+    /// Each detector's score of this window against its threshold (empty when detection is
+    /// off, or the container has no image to judge it by; only the invariants while its
+    /// image's baseline learns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<DetectorScore>,
 }
 
 /// `drops`.
@@ -470,6 +478,27 @@ pub struct Learning {
     pub threshold: Option<f64>,
 }
 
+/// `degraded`: the agent stopped streaming a container's events (`throttled: true`) because it
+/// was over `agent.cpu_budget_percent` and this container's records were the cost, or started
+/// again (`throttled: false`). While throttled the container's events are counted as
+/// `throttled` drops and its `stats` (kernel aggregates) are still written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Degraded {
+    /// The container.
+    pub container: ContainerRef,
+    /// `true` when its stream was stopped, `false` when it was released.
+    pub throttled: bool,
+    /// Why, for a reader (`agent cpu 12.3% over budget 10%: 45000 records/s`).
+    pub reason: String,
+    /// The agent's own CPU use over the interval that decided it, in percent of one core.
+    pub agent_cpu_percent: f64,
+    /// `agent.cpu_budget_percent`.
+    pub cpu_budget_percent: f64,
+    /// The container's records per second: streamed ones when it is throttled, the ones the
+    /// kernel withheld (throttled drops) when it is released.
+    pub records_per_s: f64,
+}
+
 /// Every record `type`, as written in the `type` field (the [`RecordBody`] variants, in order).
 /// Sinks filter records by these names (`[[sinks]] records = [...]`).
 pub const RECORD_TYPES: &[&str] = &[
@@ -489,6 +518,7 @@ pub const RECORD_TYPES: &[&str] = &[
     "drops",
     "alert",
     "learning",
+    "degraded",
 ];
 
 impl RecordBody {
@@ -511,6 +541,7 @@ impl RecordBody {
             RecordBody::Drops(_) => "drops",
             RecordBody::Alert(_) => "alert",
             RecordBody::Learning(_) => "learning",
+            RecordBody::Degraded(_) => "degraded",
         }
     }
 
@@ -532,6 +563,7 @@ impl RecordBody {
             RecordBody::Drops(r) => r.container.as_mut(),
             RecordBody::Alert(r) => Some(&mut r.container),
             RecordBody::Learning(_) => None,
+            RecordBody::Degraded(r) => Some(&mut r.container),
         }
     }
 }
@@ -664,7 +696,20 @@ mod tests {
             serde_json::to_value(&fork).unwrap()["type"],
             fork.type_name()
         );
-        assert_eq!(RECORD_TYPES.len(), 16);
+        let degraded = RecordBody::Degraded(Degraded {
+            container: container(),
+            throttled: true,
+            reason: "storm".into(),
+            agent_cpu_percent: 12.5,
+            cpu_budget_percent: 10.0,
+            records_per_s: 9000.0,
+        });
+        let json = serde_json::to_value(&degraded).unwrap();
+        assert_eq!(json["type"], "degraded");
+        assert_eq!(json["type"], degraded.type_name());
+        assert_eq!(json["throttled"], true);
+        assert_eq!(json["container"]["id"], container().id);
+        assert_eq!(RECORD_TYPES.len(), 17);
     }
 
     #[test]
@@ -677,11 +722,18 @@ mod tests {
                 container: container(),
                 interval_s: 5.0,
                 stats,
+                scores: vec![DetectorScore {
+                    detector: "resource".into(),
+                    score: 0.5,
+                    threshold: 3.0,
+                    anomalous: false,
+                }],
             }),
         };
         let json = serde_json::to_value(&record).unwrap();
         assert_eq!(json["type"], "stats");
         assert_eq!(json["tracepoints"]["tcp_retransmits"], 3);
+        assert_eq!(json["scores"][0]["detector"], "resource");
         let back: Record = serde_json::from_value(json).unwrap();
         assert_eq!(back, record);
     }

@@ -52,12 +52,17 @@ pub struct DropCounts {
     pub ringbuf_full: u64,
     /// Aggregation or de-duplication entries that found their kernel map full.
     pub map_full: u64,
+    /// Events not streamed because their container was throttled to keep the agent within
+    /// `agent.cpu_budget_percent` (its in-kernel aggregates were kept). Absent in records
+    /// written before the field existed.
+    #[serde(default)]
+    pub throttled: u64,
 }
 
 impl DropCounts {
     /// Nothing was lost.
     pub fn is_zero(&self) -> bool {
-        self.ringbuf_full == 0 && self.map_full == 0
+        self.ringbuf_full == 0 && self.map_full == 0 && self.throttled == 0
     }
 
     /// The increase from `earlier` to `self` (kernel counters only grow).
@@ -65,6 +70,7 @@ impl DropCounts {
         DropCounts {
             ringbuf_full: self.ringbuf_full.saturating_sub(earlier.ringbuf_full),
             map_full: self.map_full.saturating_sub(earlier.map_full),
+            throttled: self.throttled.saturating_sub(earlier.throttled),
         }
     }
 
@@ -72,6 +78,7 @@ impl DropCounts {
     pub fn add(&mut self, other: &DropCounts) {
         self.ringbuf_full += other.ringbuf_full;
         self.map_full += other.map_full;
+        self.throttled += other.throttled;
     }
 }
 
@@ -280,17 +287,32 @@ mod tests {
         let now = DropCounts {
             ringbuf_full: 5,
             map_full: 1,
+            throttled: 9,
         };
         let before = DropCounts {
             ringbuf_full: 2,
             map_full: 3,
+            throttled: 4,
         };
         assert_eq!(
             now.since(&before),
             DropCounts {
                 ringbuf_full: 3,
-                map_full: 0
+                map_full: 0,
+                throttled: 5,
             }
         );
+    }
+
+    #[test]
+    fn throttled_drops_count_and_default_when_absent() {
+        let only_throttled = DropCounts {
+            throttled: 1,
+            ..DropCounts::default()
+        };
+        assert!(!only_throttled.is_zero());
+        let old: DropCounts =
+            serde_json::from_str(r#"{"ringbuf_full": 1, "map_full": 2}"#).unwrap();
+        assert_eq!(old.throttled, 0);
     }
 }

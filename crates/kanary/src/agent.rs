@@ -26,8 +26,9 @@ use kanary_model::record::{
 use kanary_model::stats::DropCounts;
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
+use crate::budget::{self, Budget};
 use crate::clock::BootClock;
-use crate::detection::{Detection, Window};
+use crate::detection::{Detection, Judged, Window};
 use crate::enrich::DockerEnricher;
 use crate::preflight::Host;
 use crate::registry::{Container, Registry};
@@ -61,6 +62,8 @@ pub struct Agent {
     detection: Option<Detection>,
     /// The facts of each container's records since its last window (only with detection).
     facts: HashMap<Slot, FactLog>,
+    /// The CPU budget controller (`agent.cpu_budget_percent`; none when it is 0).
+    budget: Option<Budget>,
 }
 
 impl Agent {
@@ -77,6 +80,7 @@ impl Agent {
             filter: &filter,
             slots: config.agent.max_containers + 1,
             cgroup2_mount: &host.cgroup2_mount,
+            syscall_dispatch: Default::default(),
         };
         let queue: Rc<RefCell<Vec<KernelEvent>>> = Rc::default();
         let undecodable: Rc<Cell<u64>> = Rc::default();
@@ -145,6 +149,7 @@ impl Agent {
             last_tick: Instant::now(),
             detection,
             facts: HashMap::new(),
+            budget: None,
             config,
         };
         agent.emit(
@@ -162,6 +167,11 @@ impl Agent {
         }
         agent.scan_existing();
         agent.sink.flush().context("writing records")?;
+        // Start-up (loading, verifying, scanning) is not charged to the first interval.
+        agent.budget = Budget::new(
+            agent.config.agent.cpu_budget_percent,
+            budget::process_cpu_seconds(),
+        );
         Ok(agent)
     }
 
@@ -306,6 +316,9 @@ impl Agent {
             self.record(event, false);
         }
         for event in records {
+            if let Some(budget) = &mut self.budget {
+                budget.record(event.slot);
+            }
             self.record(event, true);
         }
         for removed in removals {
@@ -360,6 +373,9 @@ impl Agent {
             return;
         };
         self.facts.remove(&event.slot);
+        if let Some(ended) = self.budget.as_mut().and_then(|b| b.forget(event.slot, ts)) {
+            self.emit(ts, ended);
+        }
         let ended = self
             .detection
             .as_mut()
@@ -438,8 +454,58 @@ impl Agent {
             }
         }
         let slots: Vec<Slot> = self.registry.slots().collect();
+        let interval_s = self.last_tick.elapsed().as_secs_f64();
         self.collect_stats(slots);
+        self.enforce_budget(interval_s);
         self.last_tick = Instant::now();
+    }
+
+    /// Ends the budget's interval: throttles or releases containers and reports it.
+    fn enforce_budget(&mut self, interval_s: f64) {
+        let Some(budget) = &mut self.budget else {
+            return;
+        };
+        let now = SystemTime::now();
+        let mut out = Vec::new();
+        for decision in budget.interval(interval_s, budget::process_cpu_seconds()) {
+            let Some(container) = self.registry.get(decision.slot) else {
+                budget.cancel(decision.slot);
+                continue;
+            };
+            match self.filter.set_throttled(decision.slot, decision.throttle) {
+                Ok(changed) if changed > 0 => {
+                    let action = if decision.throttle {
+                        "throttled"
+                    } else {
+                        "released"
+                    };
+                    tracing::warn!(
+                        container = container.reference.name,
+                        records_per_s = decision.records_per_s,
+                        agent_cpu_percent = decision.agent_cpu_percent,
+                        "cpu budget: container event stream {action}"
+                    );
+                    out.extend(budget.report(
+                        &decision,
+                        &container.reference,
+                        container.enrichment.image_id.as_deref(),
+                        now,
+                    ));
+                }
+                // Its cgroups are gone (it is stopping): nothing to throttle.
+                Ok(_) => budget.cancel(decision.slot),
+                Err(error) => {
+                    tracing::warn!(%error, slot = decision.slot, "cpu budget decision not applied");
+                    budget.cancel(decision.slot);
+                }
+            }
+        }
+        for body in out {
+            if let (RecordBody::Alert(alert), Some(detection)) = (&body, &mut self.detection) {
+                detection.store_alert(alert);
+            }
+            self.emit(now, body);
+        }
     }
 
     /// Reads every collector's aggregates for `slots` and writes their `stats` and `drops`.
@@ -460,6 +526,9 @@ impl Agent {
                 let Ok(total) = map.read(slot) else { continue };
                 let delta = total.since(last.get(&slot).unwrap_or(&DropCounts::default()));
                 last.insert(slot, total);
+                if let Some(budget) = &mut self.budget {
+                    budget.withheld(slot, delta.throttled);
+                }
                 if delta.is_zero() {
                     continue;
                 }
@@ -471,7 +540,12 @@ impl Agent {
         }
         for (collector, slot, counts) in drop_records {
             let container = self.registry.get(slot).map(|c| c.reference.clone());
-            tracing::warn!(collector, ?container, ?counts, "events lost");
+            if counts.ringbuf_full == 0 && counts.map_full == 0 {
+                // Only withheld from a throttled container: its `degraded` record said so.
+                tracing::debug!(collector, ?container, ?counts, "events throttled");
+            } else {
+                tracing::warn!(collector, ?container, ?counts, "events lost");
+            }
             self.emit(
                 now,
                 RecordBody::Drops(Drops {
@@ -481,7 +555,7 @@ impl Agent {
                 }),
             );
         }
-        let verdicts = match &mut self.detection {
+        let mut verdicts = match &mut self.detection {
             Some(detection) => {
                 let windows: Vec<Window<'_>> = batch
                     .by_slot
@@ -505,7 +579,7 @@ impl Agent {
                     .collect();
                 detection.interval(windows, now)
             }
-            None => Vec::new(),
+            None => Judged::default(),
         };
         for (slot, stats) in batch.by_slot {
             let Some(container) = self.registry.get(slot) else {
@@ -515,10 +589,14 @@ impl Agent {
                 container: container.reference.clone(),
                 interval_s: batch.interval_s,
                 stats,
+                scores: verdicts
+                    .scores
+                    .remove(&container.reference.id)
+                    .unwrap_or_default(),
             });
             self.emit(now, body);
         }
-        for body in verdicts {
+        for body in verdicts.records {
             self.emit(now, body);
         }
     }

@@ -72,6 +72,15 @@ pub struct Window<'a> {
     pub started_under_agent: bool,
 }
 
+/// What one interval's judgement gives the agent to write.
+#[derive(Debug, Default)]
+pub struct Judged {
+    /// The `alert` and `learning` records.
+    pub records: Vec<RecordBody>,
+    /// Each judged container's detector scores, by container id (for its `stats` record).
+    pub scores: HashMap<String, Vec<DetectorScore>>,
+}
+
 /// The baseline key of a container's image: the id when known, else the name (see
 /// [`BaselineKey`]); `None` when neither is known (the host pseudo-container, or a container the
 /// runtime could not describe), which is then not judged: it has no image to share a baseline
@@ -402,9 +411,10 @@ impl Detection {
     }
 
     /// Feeds one interval's windows, read at `now`; returns the `alert` and `learning` records
-    /// to write.
-    pub fn interval(&mut self, windows: Vec<Window<'_>>, now: SystemTime) -> Vec<RecordBody> {
+    /// to write and each container's scores.
+    pub fn interval(&mut self, windows: Vec<Window<'_>>, now: SystemTime) -> Judged {
         let mut out = Vec::new();
+        let mut scores = HashMap::new();
         let mut touched = HashSet::new();
         for window in windows {
             let container = window.container;
@@ -431,7 +441,8 @@ impl Detection {
                 window.started_under_agent && *seen <= u64::from(self.config.startup_windows);
             let mut features = FeatureWindow::from_stats(window.stats, window.interval_s);
             features.facts = window.facts;
-            let verdicts = self.judge(&id, &features, startup, now);
+            let (verdicts, window_scores) = self.judge(&id, &features, startup, now);
+            scores.insert(container.id.clone(), window_scores);
             for alert in self
                 .incidents
                 .interval(container, window.image_id, verdicts, now)
@@ -445,19 +456,23 @@ impl Detection {
         for id in touched {
             out.extend(self.end_of_interval(&id, now));
         }
-        out
+        Judged {
+            records: out,
+            scores,
+        }
     }
 
-    /// Learns from or scores one window of the baseline `id`; returns its verdicts.
+    /// Learns from or scores one window of the baseline `id`; returns its verdicts and every
+    /// detector's score.
     fn judge(
         &mut self,
         id: &str,
         features: &FeatureWindow,
         startup: bool,
         now: SystemTime,
-    ) -> Vec<Verdict> {
+    ) -> (Vec<Verdict>, Vec<DetectorScore>) {
         let Some(tracked) = self.baselines.get_mut(id) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         // The invariants judge every window, learning or not.
         let mut detectors: Vec<&dyn Detector> = vec![&self.invariants];
@@ -490,21 +505,22 @@ impl Detection {
             Err(DetectError::NgramLen(reason)) => {
                 tracing::warn!(baseline = %tracked.baseline.key, %reason, "baseline relearnt: the n-gram length changed");
                 self.relearn(id, now);
-                Vec::new()
+                Default::default()
             }
             Err(error) => {
                 if !tracked.warned {
                     tracked.warned = true;
                     tracing::warn!(baseline = %tracked.baseline.key, %error, "window not scored");
                 }
-                Vec::new()
+                Default::default()
             }
         }
     }
 
     /// Keeps an alert in the store (for `kanary alerts` and the web UI); a failure is reported,
-    /// the record is still written to the sinks.
-    fn store_alert(&mut self, alert: &Alert) {
+    /// the record is still written to the sinks. Also for alerts raised outside detection (the
+    /// CPU budget's).
+    pub fn store_alert(&mut self, alert: &Alert) {
         let Some(store) = self.store.as_mut() else {
             return;
         };
@@ -660,7 +676,7 @@ pub fn verdicts<'d>(
     detectors: &[&'d dyn Detector],
     window: &FeatureWindow,
     startup: bool,
-) -> kanary_detect::Result<Vec<Verdict>> {
+) -> kanary_detect::Result<(Vec<Verdict>, Vec<DetectorScore>)> {
     let idle = window.syscall_total() == 0;
     let mut scores = Vec::new();
     let mut raised: Vec<(&'d dyn Detector, f64, f64, Vec<Contribution>)> = Vec::new();
@@ -710,7 +726,7 @@ pub fn verdicts<'d>(
             }
         }
     }
-    Ok(by_class.into_values().collect())
+    Ok((by_class.into_values().collect(), scores))
 }
 
 /// The combined detector's two standardised views of `window`, when `detector` is it: they say
@@ -1007,8 +1023,9 @@ mod tests {
         }
     }
 
-    fn phases(records: &[RecordBody]) -> Vec<(String, String)> {
-        records
+    fn phases(judged: &Judged) -> Vec<(String, String)> {
+        judged
+            .records
             .iter()
             .filter_map(|r| match r {
                 RecordBody::Learning(l) => Some((l.image.clone(), l.phase.clone())),
@@ -1017,8 +1034,9 @@ mod tests {
             .collect()
     }
 
-    fn alerts(records: &[RecordBody]) -> Vec<Alert> {
-        records
+    fn alerts(judged: &Judged) -> Vec<Alert> {
+        judged
+            .records
             .iter()
             .filter_map(|r| match r {
                 RecordBody::Alert(a) => Some(a.clone()),
@@ -1112,7 +1130,17 @@ mod tests {
                 ],
                 now,
             );
-            assert!(out.is_empty(), "{out:?}");
+            assert!(out.records.is_empty(), "{out:?}");
+            // Every detector scored both windows, none above its threshold.
+            for id in [&a.id, &b.id] {
+                let scores = &out.scores[id.as_str()];
+                let names: Vec<&str> = scores.iter().map(|s| s.detector.as_str()).collect();
+                assert_eq!(
+                    names,
+                    ["invariants", "behaviour", "combined", "resource", "window"]
+                );
+                assert!(scores.iter().all(|s| !s.anomalous), "{scores:?}");
+            }
         }
         // `a` walks the file system for three intervals: one alert, about `a`.
         let mut written = Vec::new();
@@ -1326,7 +1354,7 @@ mod tests {
             }],
             t0 + Duration::from_secs(10),
         );
-        let RecordBody::Learning(progress) = &out[0] else {
+        let RecordBody::Learning(progress) = &out.records[0] else {
             panic!("{out:?}");
         };
         // Learning again from scratch: this window is the first.

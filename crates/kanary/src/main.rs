@@ -1,11 +1,13 @@
 //! `kanary`: the eBPF container anomaly detection agent.
 
 mod agent;
+mod budget;
 mod clock;
 mod detection;
 mod enrich;
 mod preflight;
 mod registry;
+mod serve;
 mod sinks;
 
 use std::path::PathBuf;
@@ -72,6 +74,13 @@ struct RunArgs {
     /// `[detection] learn_for`, default 15m).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     learn_for: Option<std::time::Duration>,
+    /// Serve `/metrics` and the JSON API (docs/api.md) on this address, or `none` (overrides
+    /// `[http] listen`, default 127.0.0.1:9750). An address that is not loopback needs a token.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Bearer token every HTTP request must carry (also `KANARY_TOKEN`, `[http] token`).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
@@ -99,10 +108,32 @@ fn run(args: RunArgs) -> Result<()> {
         args.events.as_deref(),
         args.falco_output.as_deref(),
     )?;
+    // Also a usage error: a non-loopback address without a token.
+    let env_token = std::env::var("KANARY_TOKEN").ok();
+    let listen = serve::resolve(
+        &config.http,
+        args.listen.as_deref(),
+        args.token.as_deref(),
+        env_token.as_deref(),
+    )?;
     let host = preflight::check(config.agent.cgroup2_mount.as_deref())?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
-    let sinks = sinks::build(&config.sinks)?;
+    let mut sinks = sinks::build(&config.sinks)?;
+    if let Some(listen) = &listen {
+        // The server is a sink: it sees every record the agent writes.
+        let state = serve::shared();
+        if serve::start(
+            listen,
+            state.clone(),
+            args.data_dir.clone(),
+            config.http.top_syscalls,
+        )?
+        .is_some()
+        {
+            sinks.observe("http", Box::new(serve::StateSink::new(state)));
+        }
+    }
     tracing::debug!(sinks = ?sinks.names(), "records go to these sinks");
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -1,23 +1,25 @@
 //! `file`: the files a container opens, de-duplicated in the kernel, and its read/write volume
 //! (`bpf/file.bpf.c`).
 
+use std::os::fd::AsFd;
+
 use kanary_model::config::DedupStreamConfig;
 use kanary_model::errno;
 use kanary_model::record::{Access, Open, RecordBody};
 use kanary_model::stats::FileStats;
-use libbpf_rs::skel::{OpenSkel, Skel};
-use libbpf_rs::{Link, MapHandle};
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::MapHandle;
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
 use crate::error::{load_error, Result};
 use crate::kernel::{
-    attach_all, c_string, forget_slot, handle, open_collector, read_pod, size_maps, DropsMap,
-    SlotCounters,
+    c_string, forget_slot, handle, open_collector, read_pod, size_maps, DropsMap, SlotCounters,
 };
+use crate::skel::file::types::file_call;
 use crate::skel::file::{types, FileSkel, FileSkelBuilder};
-use crate::tracefs::skip_missing_syscall_tracepoints;
+use crate::syscall_dispatch::{syscall_table, Handler, Registration, Route};
 
 /// Collector name.
 pub const NAME: &str = "file";
@@ -28,24 +30,52 @@ const O_WRONLY: u32 = 0o1;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 
+/// The syscalls `bpf/file.bpf.c` dispatches on, by name, and what they are to it.
+const CALLS: [(&str, file_call); 14] = [
+    ("open", file_call::FILE_CALL_OPEN),
+    ("openat", file_call::FILE_CALL_OPENAT),
+    ("openat2", file_call::FILE_CALL_OPENAT2),
+    ("creat", file_call::FILE_CALL_CREAT),
+    ("read", file_call::FILE_CALL_READ),
+    ("pread64", file_call::FILE_CALL_READ),
+    ("readv", file_call::FILE_CALL_READ),
+    ("preadv", file_call::FILE_CALL_READ),
+    ("preadv2", file_call::FILE_CALL_READ),
+    ("write", file_call::FILE_CALL_WRITE),
+    ("pwrite64", file_call::FILE_CALL_WRITE),
+    ("writev", file_call::FILE_CALL_WRITE),
+    ("pwritev", file_call::FILE_CALL_WRITE),
+    ("pwritev2", file_call::FILE_CALL_WRITE),
+];
+
 // SAFETY: generated from C structs of integers and byte arrays only: every bit pattern is valid.
 unsafe impl plain::Plain for types::open_event {}
 unsafe impl plain::Plain for types::open_key {}
 
 /// The loaded `file` collector.
 pub struct FileCollector {
+    /// First, so that its handlers leave the dispatcher before the object goes.
+    _registration: Registration,
     _skel: FileSkel<'static>,
-    _links: Vec<Link>,
     counts: SlotCounters,
     dedup: MapHandle,
 }
 
-/// Opens, sizes, loads and attaches the collector.
+/// Opens, sizes, loads and registers the collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
     let config: &DedupStreamConfig = &ctx.config.collectors.file;
     // 1. Open: parse the object and set up what every collector shares (container filter,
-    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    //    `drops`, `targ_include_host`), and the syscall dispatcher's maps; nothing is in the
+    //    kernel yet.
     let mut open = open_collector!(FileSkelBuilder, ctx, NAME)?;
+    let maps = &mut open.maps;
+    ctx.syscall_dispatch.share(
+        ctx,
+        NAME,
+        &mut maps.syscall_enter_handlers,
+        &mut maps.syscall_exit_handlers,
+        &mut maps.syscall_routes,
+    )?;
     // 2. Size this collector's maps: per-container ones get one entry per slot.
     size_maps(
         NAME,
@@ -55,25 +85,43 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
             (&mut open.maps.events, config.ringbuf_bytes),
         ],
     )?;
-    // 3. Its read-only tunables, fixed for the life of the program.
+    // 3. Its read-only tunables, fixed for the life of the program: the renotification delay
+    //    and which call each syscall number is (enum file_call codes fit a byte).
+    let calls = syscall_table(&CALLS.map(|(name, call)| (name, call.0 as u8)), NAME);
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.targ_renotify_ns =
             u64::try_from(config.renotify_after.as_nanos()).unwrap_or(u64::MAX);
+        rodata.targ_file_calls = calls;
     }
-    // open and creat have no tracepoints on arm64 (no such syscalls there).
-    skip_missing_syscall_tracepoints(open.open_object_mut(), NAME);
     // 4. Load: the verifier runs here.
     let skel = open.load().map_err(load_error(NAME))?;
-    // 5. Attach every program to its syscall tracepoint.
-    let links = attach_all(skel.object(), NAME)?;
+    // 5. Register its handlers with the syscall dispatcher: the opens at entry, the opens,
+    //    reads and writes at exit.
+    let is_open = |nr: usize| {
+        let call = u32::from(calls[nr]);
+        (file_call::FILE_CALL_OPEN.0..=file_call::FILE_CALL_CREAT.0).contains(&call)
+    };
+    let is_watched = |nr: usize| calls[nr] != 0;
+    let registration = ctx.syscall_dispatch.register(
+        ctx,
+        Handler::SYSCALL_HANDLER_FILE,
+        Some(Route {
+            program: skel.progs.kanary_file_enter.as_fd(),
+            wants: &is_open,
+        }),
+        Some(Route {
+            program: skel.progs.kanary_file_exit.as_fd(),
+            wants: &is_watched,
+        }),
+    )?;
     // 6. Hand over the ring buffer, the loss counters and the counter and dedup maps.
     let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
     let collector = FileCollector {
         counts: SlotCounters::new(NAME, "file_counts", &skel.maps.file_counts)?,
         dedup: handle(&skel.maps.open_dedup, NAME, "open_dedup")?,
+        _registration: registration,
         _skel: skel,
-        _links: links,
     };
     Ok(Loaded {
         collector: Box::new(collector),
@@ -187,6 +235,14 @@ mod tests {
                 other => panic!("not an open: {other:?}"),
             },
             other => panic!("not a record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_watched_call_is_a_syscall_of_this_architecture() {
+        for (name, call) in CALLS {
+            assert!(kanary_model::syscalls::number(name).is_some(), "{name}");
+            assert!((1..=u32::from(u8::MAX)).contains(&call.0), "{name}");
         }
     }
 

@@ -5,23 +5,21 @@
 //! ptrace requests and modes is done here, in pure functions.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 
 use kanary_model::errno;
 use kanary_model::record::{RecordBody, Security};
 use kanary_model::stats::SecurityStats;
-use libbpf_rs::skel::{OpenSkel, Skel};
-use libbpf_rs::Link;
+use libbpf_rs::skel::OpenSkel;
 use serde_json::{json, Value};
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
 use crate::error::{load_error, Result};
-use crate::kernel::{
-    attach_all, c_string, open_collector, read_pod, size_maps, DropsMap, SlotCounters,
-};
+use crate::kernel::{c_string, open_collector, read_pod, size_maps, DropsMap, SlotCounters};
 use crate::skel::security::{types, SecuritySkel, SecuritySkelBuilder};
-use crate::tracefs::skip_missing_syscall_tracepoints;
+use crate::syscall_dispatch::{syscall_table, Handler, Registration, Route};
 
 /// Collector name.
 pub const NAME: &str = "security";
@@ -63,17 +61,27 @@ unsafe impl plain::Plain for types::security_event {}
 
 /// The loaded `security` collector.
 pub struct SecurityCollector {
+    /// First, so that its handlers leave the dispatcher before the object goes.
+    _registration: Registration,
     _skel: SecuritySkel<'static>,
-    _links: Vec<Link>,
     counts: SlotCounters,
 }
 
-/// Opens, sizes, loads and attaches the collector.
+/// Opens, sizes, loads and registers the collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
     let config = &ctx.config.collectors.security;
     // 1. Open: parse the object and set up what every collector shares (container filter,
-    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    //    `drops`, `targ_include_host`), and the syscall dispatcher's maps; nothing is in the
+    //    kernel yet.
     let mut open = open_collector!(SecuritySkelBuilder, ctx, NAME)?;
+    let maps = &mut open.maps;
+    ctx.syscall_dispatch.share(
+        ctx,
+        NAME,
+        &mut maps.syscall_enter_handlers,
+        &mut maps.syscall_exit_handlers,
+        &mut maps.syscall_routes,
+    )?;
     // 2. Size this collector's maps: per-container ones get one entry per slot.
     size_maps(
         NAME,
@@ -82,19 +90,35 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
             (&mut open.maps.events, config.ringbuf_bytes),
         ],
     )?;
-    // init_module and friends have no tracepoints on a kernel without module support.
-    skip_missing_syscall_tracepoints(open.open_object_mut(), NAME);
-    // 3. Load: the verifier runs here (no tunables of its own).
+    // 3. Its read-only tunable: which watched call each syscall number is.
+    let calls = syscall_table(&syscall_codes(), NAME);
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.targ_security_calls = calls;
+    }
+    // 4. Load: the verifier runs here.
     let skel = open.load().map_err(load_error(NAME))?;
-    // 4. Attach every program to its syscall tracepoint.
-    let links = attach_all(skel.object(), NAME)?;
-    // 5. Hand over the ring buffer, the loss counters and the per-slot counters.
+    // 5. Register its handlers with the syscall dispatcher, for every watched call at entry
+    //    and at exit (a call refused by seccomp only reaches the exit).
+    let is_watched = |nr: usize| calls[nr] != 0;
+    let registration = ctx.syscall_dispatch.register(
+        ctx,
+        Handler::SYSCALL_HANDLER_SECURITY,
+        Some(Route {
+            program: skel.progs.kanary_security_enter.as_fd(),
+            wants: &is_watched,
+        }),
+        Some(Route {
+            program: skel.progs.kanary_security_exit.as_fd(),
+            wants: &is_watched,
+        }),
+    )?;
+    // 6. Hand over the ring buffer, the loss counters and the per-slot counters.
     let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
     let collector = SecurityCollector {
         counts: SlotCounters::new(NAME, "security_counts", &skel.maps.security_counts)?,
+        _registration: registration,
         _skel: skel,
-        _links: links,
     };
     Ok(Loaded {
         collector: Box::new(collector),
@@ -118,6 +142,12 @@ impl Collector for SecurityCollector {
         }
         Ok(())
     }
+}
+
+/// The watched calls by name with their code in the kernel's syscall table: the call's
+/// `enum security_syscall` + 1, since 0 means "not watched" (`KANARY_SECURITY_CODE`).
+fn syscall_codes() -> [(&'static str, u8); SYSCALLS.len()] {
+    std::array::from_fn(|id| (SYSCALLS[id], id as u8 + 1))
 }
 
 /// The stats section from per-call counts indexed by `enum security_syscall`.
@@ -540,6 +570,15 @@ mod tests {
 
     fn id(name: &str) -> u32 {
         SYSCALLS.iter().position(|n| *n == name).unwrap() as u32
+    }
+
+    #[test]
+    fn every_watched_call_is_a_syscall_of_this_architecture_coded_by_its_enum() {
+        for (id, (name, code)) in syscall_codes().into_iter().enumerate() {
+            assert_eq!(name, SYSCALLS[id]);
+            assert_eq!(usize::from(code), id + 1, "{name}");
+            assert!(kanary_model::syscalls::number(name).is_some(), "{name}");
+        }
     }
 
     #[test]

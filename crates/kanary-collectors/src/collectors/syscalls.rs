@@ -2,23 +2,23 @@
 //! (`bpf/syscalls.bpf.c`); optional trace mode streams raw syscalls of chosen containers.
 
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 
 use kanary_model::config::SyscallsConfig;
 use kanary_model::ngram;
 use kanary_model::record::{RecordBody, Syscall};
 use kanary_model::stats::{NgramStats, SyscallStats};
 use kanary_model::syscalls;
-use libbpf_rs::skel::{OpenSkel, Skel};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
 use crate::error::{load_error, map_error, Result};
-use crate::kernel::{
-    attach_all, handle, open_collector, read_pod, size_maps, DropsMap, SlotCounters,
-};
+use crate::kernel::{handle, open_collector, read_pod, size_maps, DropsMap, SlotCounters};
 use crate::skel::syscalls::{types, SyscallsSkel, SyscallsSkelBuilder};
+use crate::syscall_dispatch::{Handler, Registration, Route};
 
 /// Collector name.
 pub const NAME: &str = "syscalls";
@@ -32,8 +32,9 @@ unsafe impl plain::Plain for types::ngram_key {}
 /// The loaded `syscalls` collector.
 pub struct SyscallsCollector {
     config: SyscallsConfig,
+    /// Before the object, so that its handler leaves the dispatcher before the object goes.
+    _registration: Registration,
     _skel: SyscallsSkel<'static>,
-    _links: Vec<Link>,
     counts: SlotCounters,
     ngrams: MapHandle,
     /// n-grams drained from the kernel but not yet handed out, by slot. Draining is global, so a
@@ -41,12 +42,21 @@ pub struct SyscallsCollector {
     pending_ngrams: HashMap<Slot, HashMap<u64, u64>>,
 }
 
-/// Opens, sizes, loads and attaches the collector.
+/// Opens, sizes, loads and registers the collector.
 pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
     let config = ctx.config.collectors.syscalls.clone();
     // 1. Open: parse the object and set up what every collector shares (container filter,
-    //    `drops`, `targ_include_host`); nothing is in the kernel yet.
+    //    `drops`, `targ_include_host`), and the syscall dispatcher's maps; nothing is in the
+    //    kernel yet.
     let mut open = open_collector!(SyscallsSkelBuilder, ctx, NAME)?;
+    let maps = &mut open.maps;
+    ctx.syscall_dispatch.share(
+        ctx,
+        NAME,
+        &mut maps.syscall_enter_handlers,
+        &mut maps.syscall_exit_handlers,
+        &mut maps.syscall_routes,
+    )?;
     // 2. Size this collector's maps: per-container ones get one entry per slot.
     size_maps(
         NAME,
@@ -67,8 +77,16 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
     }
     // 4. Load: the verifier runs here.
     let skel = open.load().map_err(load_error(NAME))?;
-    // 5. Attach the program to the raw syscall-entry tracepoint.
-    let links = attach_all(skel.object(), NAME)?;
+    // 5. Register its handler with the syscall dispatcher, for every syscall at entry.
+    let registration = ctx.syscall_dispatch.register(
+        ctx,
+        Handler::SYSCALL_HANDLER_SYSCALLS,
+        Some(Route {
+            program: skel.progs.kanary_sys_enter.as_fd(),
+            wants: &|_| true,
+        }),
+        None,
+    )?;
     // 6. Hand over the trace ring buffer, the loss counters and the counter maps.
     let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
@@ -76,8 +94,8 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
         counts: SlotCounters::new(NAME, "syscall_counts", &skel.maps.syscall_counts)?,
         ngrams: handle(&skel.maps.ngram_counts, NAME, "ngram_counts")?,
         config,
+        _registration: registration,
         _skel: skel,
-        _links: links,
         pending_ngrams: HashMap::new(),
     };
     Ok(Loaded {

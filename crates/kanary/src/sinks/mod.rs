@@ -68,6 +68,9 @@ struct Output {
     /// The record types it takes; `None`: all.
     accepts: Option<Vec<&'static str>>,
     sink: Box<dyn Sink>,
+    /// An observer (the HTTP endpoint's state): takes every record, but its success does not
+    /// count as the record having been written somewhere.
+    observer: bool,
     /// Errors not yet reported, and when they may be.
     unreported: u64,
     report: Throttle,
@@ -128,10 +131,25 @@ impl Sinks {
             name: name.to_string(),
             accepts,
             sink,
+            observer: false,
             unreported: 0,
             report: Throttle::per_minute(),
         });
         Ok(())
+    }
+
+    /// Adds an observer, called `name` in logs: it takes every record, but does not keep the
+    /// agent going when every real output has failed (a broken standard output still stops
+    /// the agent with an HTTP endpoint running).
+    pub fn observe(&mut self, name: &str, sink: Box<dyn Sink>) {
+        self.outputs.push(Output {
+            name: name.to_string(),
+            accepts: None,
+            sink,
+            observer: true,
+            unreported: 0,
+            report: Throttle::per_minute(),
+        });
     }
 
     /// The names of the sinks, in order.
@@ -146,8 +164,15 @@ impl Sink for Sinks {
         let (mut taken, mut last_error) = (0, None);
         let mut failed = 0;
         for output in self.outputs.iter_mut().filter(|o| o.takes(record_type)) {
+            let result = output.sink.write(record);
+            if output.observer {
+                if let Err(error) = result {
+                    output.failed("write a record", &error);
+                }
+                continue;
+            }
             taken += 1;
-            if let Err(error) = output.sink.write(record) {
+            if let Err(error) = result {
                 output.failed("write a record", &error);
                 failed += 1;
                 last_error = Some(error);
@@ -160,18 +185,24 @@ impl Sink for Sinks {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let mut failed = 0;
+        let (mut failed, mut outputs) = (0, 0);
         let mut last_error = None;
         for output in &mut self.outputs {
-            if let Err(error) = output.sink.flush() {
+            let result = output.sink.flush();
+            if !output.observer {
+                outputs += 1;
+            }
+            if let Err(error) = result {
                 output.failed("flush", &error);
-                failed += 1;
-                last_error = Some(error);
+                if !output.observer {
+                    failed += 1;
+                    last_error = Some(error);
+                }
             }
         }
         match last_error {
             // Every output is broken: nothing is left to write to.
-            Some(error) if failed == self.outputs.len() => Err(error),
+            Some(error) if failed == outputs => Err(error),
             _ => Ok(()),
         }
     }
@@ -389,6 +420,12 @@ mod tests {
             )
             .unwrap();
         assert!(broken.flush().is_err());
+        // An observer does not hide a broken output, and sees every record.
+        let watcher = Probe::default();
+        broken.observe("http", Box::new(watcher.clone()));
+        assert!(broken.write(&drops()).is_err());
+        assert!(broken.flush().is_err());
+        assert_eq!(*watcher.seen.lock().unwrap(), ["drops"]);
     }
 
     #[test]

@@ -64,6 +64,12 @@ impl Agent {
 
     /// Starts the agent with `config` (TOML) and waits for its `agent_start` record.
     pub fn start_with(config: &str) -> Agent {
+        Agent::start_with_args(config, &[])
+    }
+
+    /// Starts the agent with `config` and extra `kanary run` arguments (e.g. `--listen ADDR`),
+    /// and waits for its `agent_start` record.
+    pub fn start_with_args(config: &str, args: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config_path = dir.path().join("kanary.toml");
         std::fs::write(&config_path, config).expect("writing the test config");
@@ -76,6 +82,7 @@ impl Agent {
             .arg(&events)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
+            .args(args)
             .env(
                 "KANARY_LOG",
                 std::env::var("KANARY_LOG").unwrap_or_else(|_| "warn".into()),
@@ -186,6 +193,11 @@ impl Agent {
         let status = self.child.wait().expect("waiting for kanary");
         self.read_new();
         status
+    }
+
+    /// The agent's process id (to read its /proc figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The agent's temporary directory.

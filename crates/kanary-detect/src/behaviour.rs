@@ -62,10 +62,7 @@ use kanary_model::record::AlertClass;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{Activity, Peer};
-use crate::detector::{
-    cross_validated_scores, empirical_threshold, Calibration, Contribution, Detector, Versioned,
-    FORMAT_VERSION,
-};
+use crate::detector::{Contribution, Detector, Versioned, FORMAT_VERSION};
 use crate::error::{DetectError, Result};
 use crate::generalise::{generalise_name, generalise_path, is_sensitive};
 use crate::policy::{Policy, Verdict};
@@ -576,14 +573,14 @@ impl Detector for BehaviourProfile {
         self.threshold = Some(threshold);
     }
 
-    /// The cross-validated threshold, never below [`MIN_THRESHOLD`].
-    fn calibrate(&mut self, windows: &[FeatureWindow], calibration: &Calibration) -> Result<f64> {
-        let scores = cross_validated_scores(self, windows, calibration)?;
-        // Novelty scores are a few discrete levels, mostly 0: an exponential tail fitted to them
-        // would put the threshold far above the one new program it must catch.
-        let threshold = empirical_threshold(&scores, calibration).max(MIN_THRESHOLD);
-        self.threshold = Some(threshold);
-        Ok(threshold)
+    /// Novelty scores: the empirical quantile, no tail fit.
+    fn discrete_scores(&self) -> bool {
+        true
+    }
+
+    /// One new program, peer or sensitive file alarms on its own.
+    fn min_threshold(&self) -> f64 {
+        MIN_THRESHOLD
     }
 }
 
@@ -591,6 +588,7 @@ impl Detector for BehaviourProfile {
 mod tests {
     use super::*;
     use crate::activity::Fact;
+    use crate::detector::{cross_validated_scores, Calibration};
     use crate::detector::{from_json, to_json};
 
     fn exec(path: &str, parent: &str) -> Activity {

@@ -147,6 +147,19 @@ pub trait Detector {
         true
     }
 
+    /// Whether its scores are a few discrete levels, mostly zero (novelty counts): its
+    /// threshold is then the empirical held-out quantile, since an exponential tail fitted to
+    /// such scores would put it far above the one novelty it must catch (see [`threshold_of`]).
+    fn discrete_scores(&self) -> bool {
+        false
+    }
+
+    /// The lowest threshold [`Detector::calibrate`] may set, however quiet the held-out scores
+    /// were; none by default.
+    fn min_threshold(&self) -> f64 {
+        f64::NEG_INFINITY
+    }
+
     /// How many contributions [`Detector::score`] reports.
     fn top(&self) -> usize {
         5
@@ -182,7 +195,12 @@ pub trait Detector {
         Self: Clone + Sized,
     {
         let scores = cross_validated_scores(self, windows, calibration)?;
-        let threshold = threshold_of(&scores, calibration);
+        let threshold = if self.discrete_scores() {
+            empirical_threshold(&scores, calibration)
+        } else {
+            threshold_of(&scores, calibration)
+        };
+        let threshold = threshold.max(self.min_threshold());
         self.set_threshold(threshold);
         Ok(threshold)
     }

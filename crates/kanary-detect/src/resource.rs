@@ -47,10 +47,7 @@ use kanary_model::record::AlertClass;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::METRICS;
-use crate::detector::{
-    cross_validated_scores, quantile, threshold_of, Calibration, Contribution, Detector, Versioned,
-    FORMAT_VERSION,
-};
+use crate::detector::{quantile, Contribution, Detector, Versioned, FORMAT_VERSION};
 use crate::error::{DetectError, Result};
 use crate::forest::SplitMix64;
 use crate::window::FeatureWindow;
@@ -442,12 +439,8 @@ impl Detector for ResourceModel {
         self.threshold = Some(threshold);
     }
 
-    /// The cross-validated threshold, never below [`MIN_THRESHOLD`].
-    fn calibrate(&mut self, windows: &[FeatureWindow], calibration: &Calibration) -> Result<f64> {
-        let scores = cross_validated_scores(self, windows, calibration)?;
-        let threshold = threshold_of(&scores, calibration).max(MIN_THRESHOLD);
-        self.threshold = Some(threshold);
-        Ok(threshold)
+    fn min_threshold(&self) -> f64 {
+        MIN_THRESHOLD
     }
 }
 

@@ -5,70 +5,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Container, BUSYBOX};
+use common::{Agent, Container, TestImage, STEADY_LOOP};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The steady workload both containers run.
-const NORMAL_LOOP: &str = "while true; do cat /etc/hostname >/dev/null; sleep 0.1; done";
-
-/// A throw-away image of the busybox content with a label of its own, so its id (the baseline
-/// key) is this test's alone: busybox containers of concurrent test runs, which do other things,
-/// cannot feed this baseline. Removed on drop, after the containers (declared before them).
-struct TestImage {
-    name: String,
-}
-
-impl TestImage {
-    fn build() -> TestImage {
-        let name = format!("kanary-test/busybox-detect:{}", std::process::id());
-        let dockerfile = format!(
-            "FROM {BUSYBOX}\nLABEL kanary.test.detection=\"{}\"\n",
-            common::unique_name("image")
-        );
-        // The classic builder reads FROM from the local images; BuildKit would ask a registry.
-        let mut child = Command::new("docker")
-            .args(["build", "-q", "-t", &name, "-"])
-            .env("DOCKER_BUILDKIT", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("docker build");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("docker build stdin");
-            stdin.write_all(dockerfile.as_bytes()).expect("Dockerfile");
-        }
-        let output = child.wait_with_output().expect("docker build");
-        assert!(
-            output.status.success(),
-            "docker build {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        TestImage { name }
-    }
-
-    fn id(&self) -> String {
-        let output = Command::new("docker")
-            .args(["image", "inspect", "-f", "{{.Id}}", &self.name])
-            .output()
-            .expect("docker image inspect");
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
-    }
-}
-
-impl Drop for TestImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &self.name])
-            .output();
-    }
-}
 
 fn alerts_of(agent: &mut Agent, name: &str) -> Vec<Value> {
     agent.records_of("alert", name)
@@ -122,7 +65,7 @@ fn mentions(alert: &Value, needle: &str) -> bool {
 #[test]
 fn learns_a_shared_baseline_then_alerts_each_injected_class_about_the_right_container() {
     require_docker!();
-    let image = TestImage::build();
+    let image = TestImage::build("detection");
     let image_id = image.id();
     // 1 s windows; learn 20 s and at least 30 windows (two containers: ~40 windows).
     // Alerts also go to a Falco sink, as falcosidekick would read them.
@@ -137,8 +80,8 @@ fn learns_a_shared_baseline_then_alerts_each_injected_class_about_the_right_cont
     // The containers start before the agent, so it learns their steady loop (a container
     // started under the agent has its first window set aside as start-up: see
     // `crates/kanary/src/detection.rs`).
-    let odd = Container::run("odd", &[], &image.name, &["sh", "-c", NORMAL_LOOP]);
-    let sibling = Container::run("sibling", &[], &image.name, &["sh", "-c", NORMAL_LOOP]);
+    let odd = Container::run("odd", &[], &image.name, &["sh", "-c", STEADY_LOOP]);
+    let sibling = Container::run("sibling", &[], &image.name, &["sh", "-c", STEADY_LOOP]);
     std::thread::sleep(Duration::from_secs(2));
     let mut agent = Agent::start_with(&config);
     let start = agent.wait_for_container("container_start", &odd.name, WAIT, |_| true);

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Agent, Container, BUSYBOX};
+use common::{Agent, Container, TestImage, STEADY_LOOP};
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::protocol::cdp::Log::LogEntryLevel;
 use headless_chrome::protocol::cdp::Runtime::ConsoleAPICalledEventTypeOption;
@@ -19,62 +18,6 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// The steady workload both containers run (as in tests/detection.rs).
-const NORMAL_LOOP: &str = "while true; do cat /etc/hostname >/dev/null; sleep 0.1; done";
-
-/// A throw-away image of the busybox content with a label of its own, so the baseline is this
-/// test's alone (see tests/detection.rs). Removed on drop, after the containers.
-struct TestImage {
-    name: String,
-}
-
-impl TestImage {
-    fn build() -> TestImage {
-        let name = format!("kanary-test/busybox-webui:{}", std::process::id());
-        let dockerfile = format!(
-            "FROM {BUSYBOX}\nLABEL kanary.test.web_ui=\"{}\"\n",
-            common::unique_name("image")
-        );
-        // The classic builder reads FROM from the local images; BuildKit would ask a registry.
-        let mut child = Command::new("docker")
-            .args(["build", "-q", "-t", &name, "-"])
-            .env("DOCKER_BUILDKIT", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("docker build");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("docker build stdin");
-            stdin.write_all(dockerfile.as_bytes()).expect("Dockerfile");
-        }
-        let output = child.wait_with_output().expect("docker build");
-        assert!(
-            output.status.success(),
-            "docker build {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        TestImage { name }
-    }
-
-    fn id(&self) -> String {
-        let output = Command::new("docker")
-            .args(["image", "inspect", "-f", "{{.Id}}", &self.name])
-            .output()
-            .expect("docker image inspect");
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
-    }
-}
-
-impl Drop for TestImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &self.name])
-            .output();
-    }
-}
 
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
@@ -263,12 +206,12 @@ fn every_page_renders_the_live_agent_and_the_injected_alert() {
         std::path::Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: scripts/install-deps.sh --test installs Debian's chromium"
     );
-    let image = TestImage::build();
+    let image = TestImage::build("web-ui");
     let image_id = image.id();
     let config = "[agent]\ninterval = \"1s\"\n\
                   [detection]\nlearn_for = \"20s\"\nmin_windows = 30\nclose_after = 300\n";
-    let odd = Container::run("webui-odd", &[], &image.name, &["sh", "-c", NORMAL_LOOP]);
-    let sibling = Container::run("webui-sib", &[], &image.name, &["sh", "-c", NORMAL_LOOP]);
+    let odd = Container::run("webui-odd", &[], &image.name, &["sh", "-c", STEADY_LOOP]);
+    let sibling = Container::run("webui-sib", &[], &image.name, &["sh", "-c", STEADY_LOOP]);
     std::thread::sleep(Duration::from_secs(2));
     let listen = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{listen}");

@@ -53,6 +53,66 @@ pub struct Agent {
     records: Vec<Value>,
 }
 
+/// A steady workload for tests that let a baseline learn: read a file, sleep, forever.
+pub const STEADY_LOOP: &str = "while true; do cat /etc/hostname >/dev/null; sleep 0.1; done";
+
+/// A throw-away image of the busybox content with a label of its own, so its id (the baseline
+/// key) is this test's alone: busybox containers of concurrent test runs, which do other things,
+/// cannot feed this baseline. Removed on drop, after the containers (declared before them).
+pub struct TestImage {
+    /// Its reference, `kanary-test/busybox-<test>:<pid>`.
+    pub name: String,
+}
+
+impl TestImage {
+    /// Builds the image for the test named `test`.
+    pub fn build(test: &str) -> TestImage {
+        let name = format!("kanary-test/busybox-{test}:{}", std::process::id());
+        let dockerfile = format!(
+            "FROM {BUSYBOX}\nLABEL kanary.test.{test}=\"{}\"\n",
+            unique_name("image")
+        );
+        // The classic builder reads FROM from the local images; BuildKit would ask a registry.
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", &name, "-"])
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker build");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("docker build stdin");
+            stdin.write_all(dockerfile.as_bytes()).expect("Dockerfile");
+        }
+        let output = child.wait_with_output().expect("docker build");
+        assert!(
+            output.status.success(),
+            "docker build {name} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        TestImage { name }
+    }
+
+    /// Its id (`sha256:…`), the baseline key.
+    pub fn id(&self) -> String {
+        let output = Command::new("docker")
+            .args(["image", "inspect", "-f", "{{.Id}}", &self.name])
+            .output()
+            .expect("docker image inspect");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.name])
+            .output();
+    }
+}
+
 /// The configuration tests use unless they pass their own: a short interval.
 pub const TEST_CONFIG: &str = "[agent]\ninterval = \"1s\"\n";
 

@@ -3,7 +3,10 @@
 #
 #   kanary-test/busybox:1  busybox-static in an otherwise empty tree
 #   kanary-test/debian:1   Debian bookworm minbase (debootstrap) with nginx-light,
-#                          redis-server, curl, python3, procps, iproute2, netcat
+#                          redis-server, curl, python3, procps, iproute2, netcat,
+#                          and (since recipe debian-2) PostgreSQL 15 with the
+#                          python3-psycopg2 and python3-redis clients that the
+#                          scenario suite's deployment (scenarios/deployment/) runs
 #
 # Cached between runs: an image is skipped when it exists with the expected recipe
 # label. Bump the *_RECIPE string below to force a rebuild. The debootstrap tree is
@@ -24,9 +27,9 @@ die() {
 BUSYBOX_IMAGE=kanary-test/busybox:1
 BUSYBOX_RECIPE=busybox-1
 DEBIAN_IMAGE=kanary-test/debian:1
-DEBIAN_RECIPE=debian-1
+DEBIAN_RECIPE=debian-2
 DEBIAN_SUITE=bookworm
-DEBIAN_INCLUDE=nginx-light,redis-server,curl,python3,ca-certificates,procps,iproute2,netcat-openbsd
+DEBIAN_INCLUDE=nginx-light,redis-server,curl,python3,ca-certificates,procps,iproute2,netcat-openbsd,postgresql,python3-psycopg2,python3-redis
 LABEL_KEY=org.kanary.test-image.recipe
 CACHE_DIR=/var/cache/kanary
 
@@ -222,7 +225,10 @@ build_debian() {
         find "$CACHE_DIR" -maxdepth 1 -name "debian-$DEBIAN_SUITE-*.tar" ! -name "${tarball##*/}" -delete
     fi
 
-    drop_stale "$DEBIAN_IMAGE"
+    # The import moves the tag in one step and the stale image is removed only
+    # afterwards, so tests running meanwhile never find the tag missing.
+    local stale
+    stale=$(docker image inspect --format '{{ .Id }}' "$DEBIAN_IMAGE" 2>/dev/null) || stale=""
     log "importing $tarball as $DEBIAN_IMAGE"
     docker import \
         --change 'CMD ["bash"]' \
@@ -230,11 +236,20 @@ build_debian() {
         --change "LABEL $LABEL_KEY=$DEBIAN_RECIPE" \
         --message "kanary test image $DEBIAN_RECIPE" \
         "$tarball" "$DEBIAN_IMAGE" >/dev/null
+    if [[ -n "$stale" ]]; then
+        # Fails harmlessly while a container still uses the old image.
+        log "removing stale image ${stale#sha256:}"
+        docker rmi "$stale" >/dev/null 2>&1 || true
+    fi
 
     local check out
-    for check in "nginx -v" "redis-server --version" "python3 --version"; do
-        # shellcheck disable=SC2086 # word splitting of the check command is intended
-        if ! out=$(docker run --rm "$DEBIAN_IMAGE" $check 2>&1); then
+    # Debian installs the PostgreSQL server binaries outside PATH (pg_ctlcluster
+    # wraps them); the scenario deployment's db image runs this one directly.
+    for check in "nginx -v" "redis-server --version" "python3 --version" \
+        "/usr/lib/postgresql/15/bin/postgres --version" "pg_isready --version" \
+        "python3 -c 'import psycopg2, redis; print(psycopg2.__version__, redis.__version__)'"; do
+        # Through sh so that a check can quote its arguments.
+        if ! out=$(docker run --rm "$DEBIAN_IMAGE" sh -c "$check" 2>&1); then
             docker rmi -f "$DEBIAN_IMAGE" >/dev/null 2>&1 || true
             die "$DEBIAN_IMAGE failed its check '$check': $out"
         fi

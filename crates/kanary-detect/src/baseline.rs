@@ -57,7 +57,7 @@ use crate::window::FeatureWindow;
 
 /// Version of the baseline envelope ([`Baseline`] as stored and exported); bumped on any
 /// incompatible change of it. The detectors inside carry [`detector::FORMAT_VERSION`].
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Most distinct facts a learning baseline remembers ([`Models::facts`]); the behaviour
 /// profile bounds what it learns from them further.

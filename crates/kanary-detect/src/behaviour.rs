@@ -39,11 +39,19 @@
 //! and is in the attacker's hands, while presence keeps "one new program" worth the same at any
 //! interval. The count is reported as evidence.
 //!
-//! **Threshold.** Cross-validated like every detector, with a floor: the threshold is never below
+//! **Threshold.** Each class (`unexpected_process`, `unexpected_file`,
+//! `unauthorized_connection`) is cross-validated on its own: its threshold is the empirical
+//! quantile of its summed novelty weight in held-out learning windows, never below
 //! [`MIN_THRESHOLD`], just under the weight of one novel program (or one novel address peer).
-//! A profile whose held-out normal windows showed no novelty gets exactly that floor, so one new
-//! program, one new peer or one new sensitive file alarms on its own, while a lone new ordinary
-//! file, parent→child pair or port (weights below 1) alarms only together with other novelties.
+//! Why per class: the classes differ in how much novelty normal churn brings. An app reading a
+//! few new library files in a held-out window must not lift the bar for a new program, which
+//! for most images is the strongest sign of an intrusion. The score is the largest ratio of a
+//! class's novelty to its own threshold, so the detector alarms (score above
+//! [`NORMALISED_THRESHOLD`]) when any class does, and only the classes over their own
+//! thresholds are explained and raised. A class whose held-out windows showed no novelty gets
+//! exactly the floor: one new program, one new peer or one new sensitive file alarms on its
+//! own, while a lone new ordinary file, parent→child pair or port (weights below 1) alarms only
+//! together with other novelties of its class.
 //!
 //! **Policy.** An optional [`Policy`] ([`BehaviourProfile::set_policy`]) judges
 //! container-to-container connections: an allowed one is never novel; with `default = "deny"`
@@ -62,7 +70,10 @@ use kanary_model::record::AlertClass;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{Activity, Peer};
-use crate::detector::{Contribution, Detector, Versioned, FORMAT_VERSION};
+use crate::detector::{
+    cross_validated, empirical_threshold, Calibration, Contribution, Detector, Versioned,
+    FORMAT_VERSION,
+};
 use crate::error::{DetectError, Result};
 use crate::generalise::{generalise_name, generalise_path, is_sensitive};
 use crate::policy::{Policy, Verdict};
@@ -77,9 +88,13 @@ const WRITE_WEIGHT: f64 = 0.5;
 const READ_WEIGHT: f64 = 0.25;
 const SENSITIVE_FACTOR: f64 = 4.0;
 
-/// The lowest threshold calibration sets: just under the weight of one novel program, so that
-/// one alarms even when held-out normal windows showed no novelty at all.
+/// The lowest threshold calibration sets for a class: just under the weight of one novel
+/// program, so that one alarms even when held-out normal windows showed no novelty at all.
 pub const MIN_THRESHOLD: f64 = EXEC_WEIGHT - 1e-6;
+
+/// The threshold on the normalised score (see [`Detector::raw_score`] of the profile): a class
+/// alarms when its novelty exceeds its own threshold.
+pub const NORMALISED_THRESHOLD: f64 = MIN_THRESHOLD;
 
 /// The kinds of item the profile learns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -187,6 +202,11 @@ pub struct BehaviourProfile {
     /// Learning windows the profile was learnt from (0: nothing learnt yet).
     windows: u64,
     seen: BTreeMap<ItemKind, Seen>,
+    /// Each class's own threshold on its summed novelty weight (see "Threshold" above); a
+    /// class without one uses [`MIN_THRESHOLD`].
+    class_thresholds: BTreeMap<AlertClass, f64>,
+    /// The threshold on [`Detector::raw_score`], which is normalised by the class thresholds:
+    /// [`NORMALISED_THRESHOLD`] once calibrated.
     threshold: Option<f64>,
     #[serde(skip)]
     policy: Option<ScopedPolicy>,
@@ -200,6 +220,7 @@ impl BehaviourProfile {
             config,
             windows: 0,
             seen: BTreeMap::new(),
+            class_thresholds: BTreeMap::new(),
             threshold: None,
             policy: None,
         }
@@ -232,6 +253,23 @@ impl BehaviourProfile {
     /// Distinct items and groups left out by [`BehaviourConfig::max_items`], over all kinds.
     pub fn dropped(&self) -> u64 {
         self.seen.values().map(|seen| seen.dropped).sum()
+    }
+
+    /// The threshold of `class`'s summed novelty weight.
+    pub fn class_threshold(&self, class: AlertClass) -> f64 {
+        self.class_thresholds
+            .get(&class)
+            .copied()
+            .unwrap_or(MIN_THRESHOLD)
+    }
+
+    /// The summed weight of the window's novel items, per class.
+    fn class_sums(novelties: &[Novelty]) -> BTreeMap<AlertClass, f64> {
+        let mut sums = BTreeMap::new();
+        for novelty in novelties {
+            *sums.entry(novelty.kind.class()).or_insert(0.0) += novelty.weight;
+        }
+        sums
     }
 
     /// Whether `item` was seen while learning, itself or as a child of an open group.
@@ -548,17 +586,54 @@ impl Detector for BehaviourProfile {
         Ok(())
     }
 
-    /// The sum of the weights of the window's distinct novel items.
+    /// The largest, over the classes, of the summed weight of the window's distinct novel
+    /// items of that class scaled by [`NORMALISED_THRESHOLD`] / the class's threshold: for a
+    /// class at the floor, just its summed weight.
     fn raw_score(&self, window: &FeatureWindow) -> Result<f64> {
-        Ok(self.novelties(window)?.iter().map(|n| n.weight).sum())
+        let sums = Self::class_sums(&self.novelties(window)?);
+        Ok(sums
+            .iter()
+            .map(|(class, sum)| sum * NORMALISED_THRESHOLD / self.class_threshold(*class))
+            .fold(0.0, f64::max))
     }
 
-    /// One contribution per novel item, heaviest first (see the module documentation).
+    /// One contribution per novel item of the classes over their threshold, heaviest first
+    /// (see the module documentation): a class under its own threshold raises nothing, even
+    /// when another class alarms.
     fn explain(&self, window: &FeatureWindow, top: usize) -> Result<Vec<Contribution>> {
         let mut novelties = self.novelties(window)?;
+        let sums = Self::class_sums(&novelties);
+        novelties.retain(|n| {
+            let class = n.kind.class();
+            sums.get(&class)
+                .is_some_and(|sum| *sum > self.class_threshold(class))
+        });
         // Stable: equal weights keep the order the window showed them in.
         novelties.sort_by(|a, b| b.weight.total_cmp(&a.weight));
         Ok(novelties.iter().take(top).map(contribution).collect())
+    }
+
+    /// Calibrates each class on its own held-out novelty (see "Threshold" above); the
+    /// normalised score's threshold is then [`NORMALISED_THRESHOLD`].
+    fn calibrate(&mut self, windows: &[FeatureWindow], calibration: &Calibration) -> Result<f64> {
+        let held_out = cross_validated(self, windows, calibration, |profile, window| {
+            Ok(Self::class_sums(&profile.novelties(window)?))
+        })?;
+        self.class_thresholds = CLASSES
+            .iter()
+            .map(|class| {
+                let scores: Vec<f64> = held_out
+                    .iter()
+                    .map(|sums| sums.get(class).copied().unwrap_or(0.0))
+                    .collect();
+                (
+                    *class,
+                    empirical_threshold(&scores, calibration).max(MIN_THRESHOLD),
+                )
+            })
+            .collect();
+        self.set_threshold(NORMALISED_THRESHOLD);
+        Ok(NORMALISED_THRESHOLD)
     }
 
     fn top(&self) -> usize {
@@ -572,17 +647,14 @@ impl Detector for BehaviourProfile {
     fn set_threshold(&mut self, threshold: f64) {
         self.threshold = Some(threshold);
     }
-
-    /// Novelty scores: the empirical quantile, no tail fit.
-    fn discrete_scores(&self) -> bool {
-        true
-    }
-
-    /// One new program, peer or sensitive file alarms on its own.
-    fn min_threshold(&self) -> f64 {
-        MIN_THRESHOLD
-    }
 }
+
+/// The classes the profile raises, each calibrated on its own.
+const CLASSES: [AlertClass; 3] = [
+    AlertClass::UnexpectedProcess,
+    AlertClass::UnexpectedFile,
+    AlertClass::UnauthorizedConnection,
+];
 
 #[cfg(test)]
 mod tests {
@@ -759,11 +831,27 @@ mod tests {
         let profile = fitted();
         let w = window(vec![exec("/usr/bin/curl", "nginx")]);
         assert_eq!(profile.raw_score(&w).unwrap(), PARENT_CHILD_WEIGHT);
-        let c = &profile.explain(&w, 5).unwrap()[0];
-        assert_eq!(c.feature, "exec /usr/bin/curl (new parent nginx)");
         assert!(
             !profile.score(&w).unwrap().anomalous,
             "0.5 alone is below the floor"
+        );
+        assert!(
+            profile.explain(&w, 5).unwrap().is_empty(),
+            "nothing over a threshold to explain"
+        );
+        let twice = window(vec![
+            exec("/usr/bin/curl", "nginx"),
+            exec("/usr/bin/tar", "nginx"),
+        ]);
+        let explained = profile.explain(&twice, 5).unwrap();
+        let features: Vec<&str> = explained.iter().map(|c| c.feature.as_str()).collect();
+        assert_eq!(
+            features,
+            vec![
+                "exec /usr/bin/tar (parent nginx)",
+                "exec /usr/bin/curl (new parent nginx)"
+            ],
+            "a class over its threshold explains all its novelties, heaviest first"
         );
     }
 
@@ -905,9 +993,59 @@ mod tests {
             .collect();
         let mut profile = BehaviourProfile::new(BehaviourConfig::default());
         let threshold = profile.fit(&windows, &Calibration::default()).unwrap();
-        assert_eq!(threshold, EXEC_WEIGHT);
+        assert_eq!(threshold, NORMALISED_THRESHOLD);
+        assert_eq!(
+            profile.class_threshold(AlertClass::UnexpectedProcess),
+            EXEC_WEIGHT
+        );
+        assert_eq!(
+            profile.class_threshold(AlertClass::UnexpectedFile),
+            MIN_THRESHOLD
+        );
         let one_more = window(vec![exec("/opt/jobs/extra", "cron")]);
         assert!(!profile.score(&one_more).unwrap().anomalous);
+    }
+
+    #[test]
+    fn file_churn_raises_the_file_threshold_only() {
+        // Every window reads a few files never read in any other (fresh directories, so no
+        // group opens): held-out windows show file novelty, never a new program.
+        let windows: Vec<FeatureWindow> = PAGES
+            .iter()
+            .map(|name| {
+                let files = (0..6).map(|i| open(&format!("/srv/{name}/part{i}.dat"), false));
+                window(files.chain([exec("/usr/sbin/nginx", "runc")]).collect())
+            })
+            .collect();
+        let mut profile = BehaviourProfile::new(BehaviourConfig::default());
+        profile.fit(&windows, &Calibration::default()).unwrap();
+        assert_eq!(
+            profile.class_threshold(AlertClass::UnexpectedFile),
+            6.0 * READ_WEIGHT
+        );
+        assert_eq!(
+            profile.class_threshold(AlertClass::UnexpectedProcess),
+            MIN_THRESHOLD
+        );
+        // As much file novelty as normal: quiet. One new program among it: an alarm about the
+        // program alone.
+        let files = |dir: &str| -> Vec<Activity> {
+            (0..6)
+                .map(|i| open(&format!("/srv/{dir}/part{i}.dat"), false))
+                .collect()
+        };
+        assert!(!profile.score(&window(files("new"))).unwrap().anomalous);
+        let mut attack = files("other");
+        attack.push(exec("/usr/bin/id", "sh"));
+        let attack = window(attack);
+        let finding = profile.score(&attack).unwrap();
+        assert!(finding.anomalous, "{finding:?}");
+        let classes: BTreeSet<Option<AlertClass>> =
+            finding.contributions.iter().map(|c| c.class).collect();
+        assert_eq!(
+            classes,
+            BTreeSet::from([Some(AlertClass::UnexpectedProcess)])
+        );
     }
 
     #[test]

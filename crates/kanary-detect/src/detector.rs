@@ -222,6 +222,19 @@ pub fn cross_validated_scores<D: Detector + Clone>(
     windows: &[FeatureWindow],
     calibration: &Calibration,
 ) -> Result<Vec<f64>> {
+    cross_validated(detector, windows, calibration, |copy, window| {
+        copy.raw_score(window)
+    })
+}
+
+/// The cross-validation behind [`cross_validated_scores`], with any per-window `score` of the
+/// held-out copies (a detector with several thresholds scores each of its parts).
+pub fn cross_validated<D: Detector + Clone, T>(
+    detector: &D,
+    windows: &[FeatureWindow],
+    calibration: &Calibration,
+    score: impl Fn(&D, &FeatureWindow) -> Result<T>,
+) -> Result<Vec<T>> {
     calibration.check()?;
     if windows.len() < 2 {
         return Err(DetectError::EmptyTraining(format!(
@@ -245,7 +258,7 @@ pub fn cross_validated_scores<D: Detector + Clone>(
             Err(error) => return Err(error),
         }
         for window in &windows[start..end] {
-            scores.push(copy.raw_score(window)?);
+            scores.push(score(&copy, window)?);
         }
     }
     if scores.is_empty() {

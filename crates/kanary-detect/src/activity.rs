@@ -175,18 +175,27 @@ pub struct Fact {
 impl Activity {
     /// Whether the fact comes from the container runtime setting the container (or a `docker
     /// exec`) up: runc's processes run in the container's cgroup, so their mounts, capability
-    /// changes and look-ups of `/etc/passwd` are attributed to it. For an exec, whether runc ran
-    /// it (the program itself is the container's: an entrypoint or an exec'd command). Known
-    /// limitation: recognised by process name, which a process can change.
+    /// changes and look-ups of `/etc/passwd` are attributed to it. An exec is the runtime's only
+    /// when runc re-executes itself (`runc init`, from a sealed copy of its binary such as
+    /// `/dev/fd/N`); what runc executes otherwise (an entrypoint, a `docker exec`'d command) is
+    /// the container's. Known limitation: recognised by process name, which a process can
+    /// change.
     pub fn by_runtime(&self) -> bool {
-        let process = match self {
-            Activity::Exec { parent, .. } => parent,
+        match self {
+            Activity::Exec {
+                parent, cmdline, ..
+            } => parent.starts_with("runc") && cmdline.starts_with("runc init"),
             Activity::Open { comm, .. }
             | Activity::Connect { comm, .. }
-            | Activity::Security { comm, .. } => comm,
-            Activity::Accept { .. } => return false,
-        };
-        process.starts_with("runc")
+            | Activity::Security { comm, .. } => comm.starts_with("runc"),
+            Activity::Accept { .. } => false,
+        }
+    }
+
+    /// Whether the fact is an exec the runtime performed: an entrypoint or a `docker exec`'d
+    /// command (runc is the parent).
+    pub fn started_by_runtime(&self) -> bool {
+        matches!(self, Activity::Exec { parent, .. } if parent.starts_with("runc"))
     }
 
     /// The fact a record states, for the record types that carry one.
@@ -494,6 +503,22 @@ mod tests {
             1
         );
         assert_eq!(union, vec![open("/a", 1), open("/b", 6), open("/d", 3)]);
+    }
+
+    #[test]
+    fn the_runtime_re_executing_itself_is_the_runtime_but_what_it_starts_is_the_container() {
+        let exec = |parent: &str, cmdline: &str| Activity::Exec {
+            path: "/dev/fd/6".into(),
+            parent: parent.into(),
+            cmdline: cmdline.into(),
+            uid: 0,
+        };
+        let reexec = exec("runc", "runc init");
+        assert!(reexec.by_runtime() && reexec.started_by_runtime());
+        let entrypoint = exec("runc:[2:INIT]", "/usr/sbin/nginx -g daemon off;");
+        assert!(!entrypoint.by_runtime() && entrypoint.started_by_runtime());
+        let shell = exec("python3", "sh -c getent hosts cache");
+        assert!(!shell.by_runtime() && !shell.started_by_runtime());
     }
 
     #[test]

@@ -305,9 +305,8 @@ impl BehaviourProfile {
         let mut found: Vec<Novelty<'w>> = Vec::new();
         let mut index: BTreeMap<(ItemKind, String), usize> = BTreeMap::new();
         for fact in &window.facts {
-            // The runtime's own look-ups are not the container's behaviour; what it executes
-            // (an entrypoint, a `docker exec`'d command) is.
-            if fact.activity.by_runtime() && !matches!(fact.activity, Activity::Exec { .. }) {
+            // The runtime's own look-ups and re-executions are not the container's behaviour.
+            if fact.activity.by_runtime() {
                 continue;
             }
             let verdict = self.verdict(&fact.activity);

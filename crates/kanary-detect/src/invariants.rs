@@ -265,7 +265,9 @@ impl Invariants {
         window
             .facts
             .iter()
-            .filter(|fact| !fact.activity.by_runtime())
+            // An entrypoint or `docker exec`'d program may legitimately live anywhere (some
+            // images start from /tmp): the rules judge what the container does after that.
+            .filter(|fact| !fact.activity.by_runtime() && !fact.activity.started_by_runtime())
             .filter_map(|fact| {
                 RULES.iter().find_map(|rule| {
                     (rule.action)(&fact.activity).map(|action| Match {
@@ -430,12 +432,17 @@ fn call<'a>(activity: &'a Activity, syscalls: &[&str]) -> Option<Call<'a>> {
 }
 
 /// `/proc/<pid or self>/fd/...`: an open file descriptor, possibly of a deleted or memory file.
+/// A path that names an open file descriptor: `/proc/<pid|self>/fd/N`, or `/dev/fd/N` (the
+/// path the kernel gives a program executed from a descriptor, `fexecve`).
 fn is_fd_path(path: &str) -> bool {
-    path.strip_prefix("/proc/")
-        .and_then(|rest| rest.split_once('/'))
-        .is_some_and(|(pid, rest)| {
-            (pid == "self" || pid.bytes().all(|b| b.is_ascii_digit())) && rest.starts_with("fd/")
-        })
+    path.starts_with("/dev/fd/")
+        || path
+            .strip_prefix("/proc/")
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(pid, rest)| {
+                (pid == "self" || pid.bytes().all(|b| b.is_ascii_digit()))
+                    && rest.starts_with("fd/")
+            })
 }
 
 fn release_hook_write(activity: &Activity) -> Option<String> {
@@ -811,6 +818,7 @@ mod tests {
             (exec("/tmp/kinsing"), "temp_exec"),
             (exec("/proc/self/fd/3"), "temp_exec"),
             (exec("/proc/77/fd/3"), "temp_exec"),
+            (exec("/dev/fd/3"), "temp_exec"),
             (
                 security("unshare", &[("flags", r#"["CLONE_NEWNS"]"#)], false, 0),
                 "namespace_unshare",

@@ -315,7 +315,10 @@ pub struct DetectionConfig {
     /// The first this many windows of a container started while the agent runs are its
     /// start-up: the runtime's set-up and the entrypoint's exec are no sample of its steady
     /// state, so the statistical detectors neither learn from nor score them; the behaviour
-    /// profile learns their programs and files, and the invariants judge them (0: none).
+    /// profile learns their programs and files, and the invariants judge them (0: none). Two by
+    /// default: the first window is partial (from the container's start to the end of the
+    /// interval), so one window often ends before an interpreter has loaded its modules and
+    /// filled its connection pools.
     pub startup_windows: u32,
     /// An optional container-to-container allow-policy file (TOML, see `docs/detection.md`):
     /// connections it allows never alert; with `default = "deny"`, those it does not allow
@@ -335,7 +338,7 @@ impl Default for DetectionConfig {
             realert_every: 12,
             close_after: 3,
             save_every: 12,
-            startup_windows: 1,
+            startup_windows: 2,
             policy: None,
         }
     }

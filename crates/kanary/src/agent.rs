@@ -426,10 +426,7 @@ impl Agent {
             *reference = container.reference.clone();
         }
         if let RecordBody::Connect(connection) | RecordBody::Accept(connection) = &mut event.body {
-            connection.peer = self
-                .registry
-                .by_address(&connection.dst_addr)
-                .map(|peer| peer.reference.clone());
+            connection.peer = self.registry.peer_of(&connection.dst_addr);
         }
         if self.detection.is_some() {
             if let Some((activity, count)) = Activity::from_record(&event.body) {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kanary_collectors::Slot;
 use kanary_model::cgroup::{CgroupContainer, Runtime};
@@ -14,6 +14,11 @@ use crate::enrich::Enrichment;
 /// How many intervals the agent keeps asking the runtime for a container's addresses (a
 /// container's network is set up after its cgroup is created).
 const ADDRESS_RETRIES: u32 = 12;
+
+/// How long a stopped container's addresses still name it as a peer. Clients keep using a
+/// removed replica's address for a while (DNS caches, keep-alive pools, retries): those
+/// connections go to that service, not to an unknown address.
+const DEPARTED_GRACE: Duration = Duration::from_secs(600);
 
 /// A watched container.
 #[derive(Debug, Clone)]
@@ -113,6 +118,8 @@ impl Container {
 pub struct Registry {
     by_slot: BTreeMap<Slot, Container>,
     by_address: HashMap<IpAddr, Slot>,
+    /// Addresses of containers that stopped less than [`DEPARTED_GRACE`] ago.
+    departed: HashMap<IpAddr, (ContainerRef, Instant)>,
 }
 
 impl Registry {
@@ -123,15 +130,23 @@ impl Registry {
         }
         for address in &container.enrichment.addresses {
             self.by_address.insert(*address, container.slot);
+            self.departed.remove(address);
         }
         self.by_slot.insert(container.slot, container);
         true
     }
 
-    /// Removes a container and forgets its addresses.
+    /// Removes a container; its addresses keep naming it as a peer for [`DEPARTED_GRACE`].
     pub fn remove(&mut self, slot: Slot) -> Option<Container> {
         let container = self.by_slot.remove(&slot)?;
         self.by_address.retain(|_, owner| *owner != slot);
+        let now = Instant::now();
+        self.departed
+            .retain(|_, (_, since)| now.duration_since(*since) < DEPARTED_GRACE);
+        for address in &container.enrichment.addresses {
+            self.departed
+                .insert(*address, (container.reference.clone(), now));
+        }
         Some(container)
     }
 
@@ -150,11 +165,20 @@ impl Registry {
         self.by_slot.keys().copied()
     }
 
-    /// The container owning `address`.
-    pub fn by_address(&self, address: &IpAddr) -> Option<&Container> {
-        self.by_address
+    /// The container a connection to `address` reaches: the one owning it, or the one that
+    /// owned it until it stopped less than [`DEPARTED_GRACE`] ago.
+    pub fn peer_of(&self, address: &IpAddr) -> Option<ContainerRef> {
+        if let Some(container) = self
+            .by_address
             .get(address)
             .and_then(|slot| self.by_slot.get(slot))
+        {
+            return Some(container.reference.clone());
+        }
+        self.departed
+            .get(address)
+            .filter(|(_, since)| since.elapsed() < DEPARTED_GRACE)
+            .map(|(reference, _)| reference.clone())
     }
 
     /// Containers whose addresses are still unknown, counting one retry each.
@@ -176,6 +200,7 @@ impl Registry {
         };
         for address in &addresses {
             self.by_address.insert(*address, slot);
+            self.departed.remove(address);
         }
         container.enrichment.addresses = addresses;
     }
@@ -209,18 +234,25 @@ mod tests {
     }
 
     #[test]
-    fn addresses_resolve_to_containers_until_they_stop() {
+    fn addresses_resolve_to_containers_and_to_departed_ones_until_reused() {
         let mut registry = Registry::default();
         assert!(registry.insert(container(1, "a", Some("172.17.0.2"))));
         assert!(!registry.insert(container(1, "a", None)), "duplicate slot");
         registry.insert(container(2, "b", None));
         let ip: IpAddr = "172.17.0.2".parse().unwrap();
-        assert_eq!(registry.by_address(&ip).unwrap().reference.name, "c1");
+        assert_eq!(registry.peer_of(&ip).unwrap().name, "c1");
         assert_eq!(registry.take_address_retries().len(), 1);
         registry.set_addresses(2, vec!["172.17.0.3".parse().unwrap()]);
         assert!(registry.take_address_retries().is_empty());
         registry.remove(1);
-        assert!(registry.by_address(&ip).is_none());
         assert_eq!(registry.slots().count(), 1);
+        // A client still reaching the removed replica's address reaches that service.
+        assert_eq!(registry.peer_of(&ip).unwrap().name, "c1");
+        // Until a new container takes the address.
+        registry.set_addresses(2, vec![ip]);
+        assert_eq!(registry.peer_of(&ip).unwrap().name, "bbbbbbbbbbbb");
+        registry.remove(2);
+        assert_eq!(registry.peer_of(&ip).unwrap().name, "bbbbbbbbbbbb");
+        assert!(registry.peer_of(&"10.9.9.9".parse().unwrap()).is_none());
     }
 }

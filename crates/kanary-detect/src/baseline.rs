@@ -145,7 +145,7 @@ impl Default for BaselineConfig {
             learn_for: Duration::from_secs(15 * 60),
             min_windows: 10,
             max_windows: 2048,
-            detector: CombinedConfig::default(),
+            detector: CombinedConfig::live(),
             calibration: Calibration::default(),
         }
     }

@@ -98,7 +98,7 @@ pub fn baseline_config(config: &DetectionConfig) -> BaselineConfig {
         learn_for: config.learn_for,
         min_windows: config.min_windows,
         max_windows: config.max_windows,
-        detector: CombinedConfig::default(),
+        detector: CombinedConfig::live(),
         calibration: Calibration {
             quantile: config.quantile,
             margin: config.margin,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # THE scenario suite command: installs what it needs, starts dockerd, builds the local images
 # and kanary in release mode, then runs the attack and workload suite (scenarios/README.md):
-#   bash scripts/scenarios.sh            full suite: 10 min learning, 10 min normal period, every attack
+#   bash scripts/scenarios.sh            full suite: 15 min learning (kanary's default), 10 min normal period, every attack
 #   bash scripts/scenarios.sh --short    the short form CI runs (a few attacks, short learning)
 # Extra arguments go to kanary-scenarios (see `--help`), e.g. --only 04 --only 11.
 # The report lands in scenarios/results/ (latest.md, latest.json, one JSON per run).

@@ -22,6 +22,10 @@ use clap::Parser;
 use run::{Options, Suite};
 use score::RunInfo;
 
+/// Learning and normal period of the full suite: learning as long as kanary's default
+/// (`[detection] learn_for`), so that the figures are what a default installation gets.
+const FULL_LEARN: Duration = Duration::from_secs(15 * 60);
+const FULL_NORMAL: Duration = Duration::from_secs(10 * 60);
 /// Learning and normal period of the short form (`--short`).
 const SHORT_LEARN: Duration = Duration::from_secs(150);
 const SHORT_NORMAL: Duration = Duration::from_secs(60);
@@ -45,7 +49,7 @@ struct Cli {
     /// Short form, as CI runs it: scenarios marked `short`, 150 s learning, 60 s normal period.
     #[arg(long)]
     short: bool,
-    /// Learning time (default 10m; 150s with --short).
+    /// Learning time (default 15m, kanary's own default; 150s with --short).
     #[arg(long, value_parser = humantime::parse_duration)]
     learn_for: Option<Duration>,
     /// Normal period after learning, where every alert is a false one (default 10m; 60s with --short).

@@ -87,16 +87,12 @@ fn real_main() -> Result<()> {
             .config
             .clone()
             .unwrap_or_else(|| cli.suite.join("kanary.toml")),
-        learn_for: cli.learn_for.unwrap_or(if cli.short {
-            SHORT_LEARN
-        } else {
-            Duration::from_secs(600)
-        }),
-        normal_for: cli.normal_for.unwrap_or(if cli.short {
-            SHORT_NORMAL
-        } else {
-            Duration::from_secs(600)
-        }),
+        learn_for: cli
+            .learn_for
+            .unwrap_or(if cli.short { SHORT_LEARN } else { FULL_LEARN }),
+        normal_for: cli
+            .normal_for
+            .unwrap_or(if cli.short { SHORT_NORMAL } else { FULL_NORMAL }),
         short: cli.short,
         only: cli.only.clone(),
         keep: cli.keep,

@@ -3,6 +3,8 @@
 //! what was detected, how fast, about which container, and what was raised in vain.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -91,6 +93,11 @@ pub fn run(options: &Options, info: RunInfo) -> Result<Report> {
 }
 
 fn run_in(options: &Options, info: RunInfo, suite: Suite, work: &Path) -> Result<Report> {
+    // Ctrl-C or SIGTERM: the run stops at its next tick and cleans up like any failed run.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupted))?;
+    }
     let agent = Agent::start(&options.kanary, &options.config, options.learn_for, work)?;
     let deployment = Running::start(suite.deployment.clone())?;
     let mut run = Run {
@@ -98,6 +105,7 @@ fn run_in(options: &Options, info: RunInfo, suite: Suite, work: &Path) -> Result
         deployment,
         clock: Instant::now(),
         notes: Vec::new(),
+        interrupted,
     };
     let result = run.all(options, &suite, info);
     let Run {
@@ -119,6 +127,7 @@ struct Run {
     deployment: Running,
     clock: Instant,
     notes: Vec<String>,
+    interrupted: Arc<AtomicBool>,
 }
 
 impl Run {
@@ -205,6 +214,9 @@ impl Run {
 
     fn tick(&mut self) -> Result<()> {
         std::thread::sleep(TICK);
+        if self.interrupted.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
         let now = self.now_s();
         self.agent.poll(now)?;
         self.deployment.tick();

@@ -48,7 +48,8 @@
 //! for most images is the strongest sign of an intrusion. The score is the largest ratio of a
 //! class's novelty to its own threshold, so the detector alarms (score above
 //! [`NORMALISED_THRESHOLD`]) when any class does, and only the classes over their own
-//! thresholds are explained and raised. A class whose held-out windows showed no novelty gets
+//! thresholds are explained and raised. Sensitive items are calibrated apart from their class's
+//! ordinary ones, so that churn among ordinary files never lifts the bar for a sensitive one. A class whose held-out windows showed no novelty gets
 //! exactly the floor: one new program, one new peer or one new sensitive file alarms on its
 //! own, while a lone new ordinary file, parent→child pair or port (weights below 1) alarms only
 //! together with other novelties of its class.
@@ -176,6 +177,8 @@ struct Item {
 /// A novel item of a window, with the first fact that showed it.
 struct Novelty<'w> {
     kind: ItemKind,
+    /// The item is sensitive: its own threshold, apart from the class's ordinary items.
+    sensitive: bool,
     weight: f64,
     /// Times seen while learning (non-zero only for a connection the policy denies).
     seen: u64,
@@ -183,6 +186,12 @@ struct Novelty<'w> {
     count: u64,
     activity: &'w Activity,
     denied: bool,
+}
+
+impl Novelty<'_> {
+    fn group(&self) -> Group {
+        (self.kind.class(), self.sensitive)
+    }
 }
 
 /// A policy and the image it is applied for.
@@ -202,9 +211,12 @@ pub struct BehaviourProfile {
     /// Learning windows the profile was learnt from (0: nothing learnt yet).
     windows: u64,
     seen: BTreeMap<ItemKind, Seen>,
-    /// Each class's own threshold on its summed novelty weight (see "Threshold" above); a
-    /// class without one uses [`MIN_THRESHOLD`].
+    /// Each class's own threshold on its summed novelty weight of ordinary items (see
+    /// "Threshold" above); a class without one uses [`MIN_THRESHOLD`].
     class_thresholds: BTreeMap<AlertClass, f64>,
+    /// The same for sensitive items, apart: churn among ordinary files must not lift the bar
+    /// for `/etc/shadow`.
+    sensitive_thresholds: BTreeMap<AlertClass, f64>,
     /// The threshold on [`Detector::raw_score`], which is normalised by the class thresholds:
     /// [`NORMALISED_THRESHOLD`] once calibrated.
     threshold: Option<f64>,
@@ -221,6 +233,7 @@ impl BehaviourProfile {
             windows: 0,
             seen: BTreeMap::new(),
             class_thresholds: BTreeMap::new(),
+            sensitive_thresholds: BTreeMap::new(),
             threshold: None,
             policy: None,
         }
@@ -255,19 +268,26 @@ impl BehaviourProfile {
         self.seen.values().map(|seen| seen.dropped).sum()
     }
 
-    /// The threshold of `class`'s summed novelty weight.
+    /// The threshold of `class`'s summed novelty weight of ordinary items.
     pub fn class_threshold(&self, class: AlertClass) -> f64 {
-        self.class_thresholds
-            .get(&class)
-            .copied()
-            .unwrap_or(MIN_THRESHOLD)
+        self.group_threshold((class, false))
     }
 
-    /// The summed weight of the window's novel items, per class.
-    fn class_sums(novelties: &[Novelty]) -> BTreeMap<AlertClass, f64> {
+    /// The threshold of `group`'s summed novelty weight.
+    fn group_threshold(&self, (class, sensitive): Group) -> f64 {
+        let thresholds = if sensitive {
+            &self.sensitive_thresholds
+        } else {
+            &self.class_thresholds
+        };
+        thresholds.get(&class).copied().unwrap_or(MIN_THRESHOLD)
+    }
+
+    /// The summed weight of the window's novel items, per group.
+    fn group_sums(novelties: &[Novelty]) -> BTreeMap<Group, f64> {
         let mut sums = BTreeMap::new();
         for novelty in novelties {
-            *sums.entry(novelty.kind.class()).or_insert(0.0) += novelty.weight;
+            *sums.entry(novelty.group()).or_insert(0.0) += novelty.weight;
         }
         sums
     }
@@ -324,6 +344,7 @@ impl BehaviourProfile {
                 program_novel |= item.kind == ItemKind::Exec;
                 let novelty = Novelty {
                     kind: item.kind,
+                    sensitive: item.sensitive,
                     weight: weight(&item, &fact.activity),
                     seen: self.seen(item.kind, &item.key),
                     count: fact.count,
@@ -589,10 +610,10 @@ impl Detector for BehaviourProfile {
     /// items of that class scaled by [`NORMALISED_THRESHOLD`] / the class's threshold: for a
     /// class at the floor, just its summed weight.
     fn raw_score(&self, window: &FeatureWindow) -> Result<f64> {
-        let sums = Self::class_sums(&self.novelties(window)?);
+        let sums = Self::group_sums(&self.novelties(window)?);
         Ok(sums
             .iter()
-            .map(|(class, sum)| sum * NORMALISED_THRESHOLD / self.class_threshold(*class))
+            .map(|(group, sum)| sum * NORMALISED_THRESHOLD / self.group_threshold(*group))
             .fold(0.0, f64::max))
     }
 
@@ -601,11 +622,10 @@ impl Detector for BehaviourProfile {
     /// when another class alarms.
     fn explain(&self, window: &FeatureWindow, top: usize) -> Result<Vec<Contribution>> {
         let mut novelties = self.novelties(window)?;
-        let sums = Self::class_sums(&novelties);
+        let sums = Self::group_sums(&novelties);
         novelties.retain(|n| {
-            let class = n.kind.class();
-            sums.get(&class)
-                .is_some_and(|sum| *sum > self.class_threshold(class))
+            sums.get(&n.group())
+                .is_some_and(|sum| *sum > self.group_threshold(n.group()))
         });
         // Stable: equal weights keep the order the window showed them in.
         novelties.sort_by(|a, b| b.weight.total_cmp(&a.weight));
@@ -616,20 +636,22 @@ impl Detector for BehaviourProfile {
     /// normalised score's threshold is then [`NORMALISED_THRESHOLD`].
     fn calibrate(&mut self, windows: &[FeatureWindow], calibration: &Calibration) -> Result<f64> {
         let held_out = cross_validated(self, windows, calibration, |profile, window| {
-            Ok(Self::class_sums(&profile.novelties(window)?))
+            Ok(Self::group_sums(&profile.novelties(window)?))
         })?;
+        let threshold_of = |group: Group| {
+            let scores: Vec<f64> = held_out
+                .iter()
+                .map(|sums| sums.get(&group).copied().unwrap_or(0.0))
+                .collect();
+            empirical_threshold(&scores, calibration).max(MIN_THRESHOLD)
+        };
         self.class_thresholds = CLASSES
             .iter()
-            .map(|class| {
-                let scores: Vec<f64> = held_out
-                    .iter()
-                    .map(|sums| sums.get(class).copied().unwrap_or(0.0))
-                    .collect();
-                (
-                    *class,
-                    empirical_threshold(&scores, calibration).max(MIN_THRESHOLD),
-                )
-            })
+            .map(|c| (*c, threshold_of((*c, false))))
+            .collect();
+        self.sensitive_thresholds = CLASSES
+            .iter()
+            .map(|c| (*c, threshold_of((*c, true))))
             .collect();
         self.set_threshold(NORMALISED_THRESHOLD);
         Ok(NORMALISED_THRESHOLD)
@@ -647,6 +669,9 @@ impl Detector for BehaviourProfile {
         self.threshold = Some(threshold);
     }
 }
+
+/// A class, and whether its items are sensitive: what each threshold is kept for.
+type Group = (AlertClass, bool);
 
 /// The classes the profile raises, each calibrated on its own.
 const CLASSES: [AlertClass; 3] = [
@@ -865,12 +890,34 @@ mod tests {
         let shadow = window(vec![open("/etc/motd", false), open("/etc/shadow", false)]);
         let finding = profile.score(&shadow).unwrap();
         assert!(finding.anomalous, "{finding:?}");
-        assert_eq!(finding.score, READ_WEIGHT + READ_WEIGHT * SENSITIVE_FACTOR);
+        // Sensitive items are judged apart from the ordinary ones of their class: the shadow
+        // read alarms on its own, the lone new ordinary read stays under its threshold.
+        assert_eq!(finding.score, READ_WEIGHT * SENSITIVE_FACTOR);
+        assert_eq!(finding.contributions.len(), 1, "{finding:?}");
         let first = &finding.contributions[0];
         assert_eq!(first.feature, "open /etc/shadow (read)");
         assert_eq!(first.class, Some(AlertClass::UnexpectedFile));
         assert_eq!(first.detail.as_deref(), Some("nginx"));
-        assert_eq!(finding.contributions[1].feature, "open /etc/motd (read)");
+    }
+
+    #[test]
+    fn ordinary_file_churn_does_not_hide_a_sensitive_read() {
+        // Every window reads files never read in any other: the ordinary file threshold rises,
+        // the sensitive one stays at the floor.
+        let windows: Vec<FeatureWindow> = PAGES
+            .iter()
+            .map(|name| {
+                let files = (0..6).map(|i| open(&format!("/srv/{name}/f{i}.dat"), false));
+                window(files.collect())
+            })
+            .collect();
+        let mut profile = BehaviourProfile::new(BehaviourConfig::default());
+        profile.fit(&windows, &Calibration::default()).unwrap();
+        assert!(profile.class_threshold(AlertClass::UnexpectedFile) > 1.0);
+        let finding = profile
+            .score(&window(vec![open("/etc/shadow", false)]))
+            .unwrap();
+        assert!(finding.anomalous, "{finding:?}");
     }
 
     #[test]

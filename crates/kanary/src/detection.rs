@@ -1297,10 +1297,19 @@ mod tests {
             vec![AlertClass::UnexpectedProcess],
             "start-up: facts judged, figures not: {first:?}"
         );
-        // Its second window is no longer start-up: the same walk is a sequence anomaly.
+        // The rest of its start-up: the same walk, figures still not judged.
+        let startup = u64::from(config().startup_windows);
+        for window in 2..=startup {
+            let out = alerts(&detection.interval(
+                vec![window_of(&b, &walk_stats, Vec::new(), true)],
+                t0 + Duration::from_secs(12 + window),
+            ));
+            assert!(out.is_empty(), "start-up window {window}: {out:?}");
+        }
+        // The window after its start-up: the same walk is a sequence anomaly.
         let second = alerts(&detection.interval(
             vec![window_of(&b, &walk_stats, Vec::new(), true)],
-            t0 + Duration::from_secs(14),
+            t0 + Duration::from_secs(13 + startup),
         ));
         assert!(
             second

@@ -290,6 +290,23 @@ fn remove_routes(routes: &mut [u8], handler: Handler) {
     }
 }
 
+/// Shares the dispatch maps of a handler object's open skeleton maps (`open.maps`) with the
+/// dispatcher: `share_syscall_dispatch!(ctx, NAME, open.maps)` evaluates to the `Result` of
+/// [`SyscallDispatch::share`]. A macro because every skeleton has its own maps type.
+macro_rules! share_syscall_dispatch {
+    ($ctx:expr, $collector:expr, $maps:expr) => {{
+        let maps = &mut $maps;
+        $ctx.syscall_dispatch.share(
+            $ctx,
+            $collector,
+            &mut maps.syscall_enter_handlers,
+            &mut maps.syscall_exit_handlers,
+            &mut maps.syscall_routes,
+        )
+    }};
+}
+pub(crate) use share_syscall_dispatch;
+
 #[cfg(test)]
 mod tests {
     use super::*;

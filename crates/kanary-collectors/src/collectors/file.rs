@@ -19,6 +19,7 @@ use crate::kernel::{
 };
 use crate::skel::file::types::file_call;
 use crate::skel::file::{types, FileSkel, FileSkelBuilder};
+use crate::syscall_dispatch::share_syscall_dispatch;
 use crate::syscall_dispatch::{syscall_table, Handler, Registration, Route};
 
 /// Collector name.
@@ -68,14 +69,7 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
     //    `drops`, `targ_include_host`), and the syscall dispatcher's maps; nothing is in the
     //    kernel yet.
     let mut open = open_collector!(FileSkelBuilder, ctx, NAME)?;
-    let maps = &mut open.maps;
-    ctx.syscall_dispatch.share(
-        ctx,
-        NAME,
-        &mut maps.syscall_enter_handlers,
-        &mut maps.syscall_exit_handlers,
-        &mut maps.syscall_routes,
-    )?;
+    share_syscall_dispatch!(ctx, NAME, open.maps)?;
     // 2. Size this collector's maps: per-container ones get one entry per slot.
     size_maps(
         NAME,

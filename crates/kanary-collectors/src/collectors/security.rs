@@ -19,6 +19,7 @@ use crate::collector::{
 use crate::error::{load_error, Result};
 use crate::kernel::{c_string, open_collector, read_pod, size_maps, DropsMap, SlotCounters};
 use crate::skel::security::{types, SecuritySkel, SecuritySkelBuilder};
+use crate::syscall_dispatch::share_syscall_dispatch;
 use crate::syscall_dispatch::{syscall_table, Handler, Registration, Route};
 
 /// Collector name.
@@ -74,14 +75,7 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
     //    `drops`, `targ_include_host`), and the syscall dispatcher's maps; nothing is in the
     //    kernel yet.
     let mut open = open_collector!(SecuritySkelBuilder, ctx, NAME)?;
-    let maps = &mut open.maps;
-    ctx.syscall_dispatch.share(
-        ctx,
-        NAME,
-        &mut maps.syscall_enter_handlers,
-        &mut maps.syscall_exit_handlers,
-        &mut maps.syscall_routes,
-    )?;
+    share_syscall_dispatch!(ctx, NAME, open.maps)?;
     // 2. Size this collector's maps: per-container ones get one entry per slot.
     size_maps(
         NAME,

@@ -18,6 +18,7 @@ use crate::collector::{
 use crate::error::{load_error, map_error, Result};
 use crate::kernel::{handle, open_collector, read_pod, size_maps, DropsMap, SlotCounters};
 use crate::skel::syscalls::{types, SyscallsSkel, SyscallsSkelBuilder};
+use crate::syscall_dispatch::share_syscall_dispatch;
 use crate::syscall_dispatch::{Handler, Registration, Route};
 
 /// Collector name.
@@ -49,14 +50,7 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
     //    `drops`, `targ_include_host`), and the syscall dispatcher's maps; nothing is in the
     //    kernel yet.
     let mut open = open_collector!(SyscallsSkelBuilder, ctx, NAME)?;
-    let maps = &mut open.maps;
-    ctx.syscall_dispatch.share(
-        ctx,
-        NAME,
-        &mut maps.syscall_enter_handlers,
-        &mut maps.syscall_exit_handlers,
-        &mut maps.syscall_routes,
-    )?;
+    share_syscall_dispatch!(ctx, NAME, open.maps)?;
     // 2. Size this collector's maps: per-container ones get one entry per slot.
     size_maps(
         NAME,

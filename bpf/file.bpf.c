@@ -4,15 +4,20 @@
  * writes.
  *
  * Hooks: handlers on tp_btf/sys_enter and tp_btf/sys_exit, run by the syscall dispatcher
- *        (syscall_dispatch.bpf.c) only for the syscalls this collector routes to them; their
- *        own table targ_file_calls (enum file_call, filled by the loader) says which call it
- *        is. At entry of open, openat, openat2 and creat the handler remembers the path
- *        pointer and flags of the thread's open; at their exit it reads the path (now
+ *        (syscall_dispatch.bpf.c) only for the syscalls this collector routes to them (the
+ *        opens); their own table targ_file_calls (enum file_call, filled by the loader) says
+ *        which call it is. At entry of open, openat, openat2 and creat the handler remembers
+ *        the path pointer and flags of the thread's open; at their exit it reads the path (now
  *        resident: the kernel has just copied it) and the result, counts it and reports it
- *        unless it is a recent repeat. At the exit of read, pread64, readv, preadv, preadv2,
- *        write, pwrite64, writev, pwritev and pwritev2 it counts calls and bytes.
+ *        unless it is a recent repeat.
+ *        Reads and writes are not hooked at all: the kernel already counts each thread's
+ *        read/write calls and bytes (task I/O accounting, /proc/<pid>/io's syscr, syscw,
+ *        rchar, wchar), and an iter/task program the agent runs each interval adds what each
+ *        container thread's counters grew by since it last looked; tp_btf/sched_process_exit
+ *        does the same for a thread that exits. A read or write costs this collector nothing.
  * Maps:  file_counts (per-CPU array, slot -> struct file_counts),
- *        pending_opens (task storage: the open in flight on this thread),
+ *        thread_files (task storage: the open in flight on this thread, and the thread's I/O
+ *        counters as last added),
  *        open_dedup (KANARY_DEDUP_MAP, struct open_key -> when it was last reported and the
  *        repeats since; sized by collectors.file.dedup_entries),
  *        key_scratch (per-CPU: the 264-byte key does not fit the 512-byte stack comfortably),
@@ -47,19 +52,27 @@ struct {
 	__type(value, struct file_counts);
 } file_counts SEC(".maps");
 
-struct pending_open {
+/* Set by the loader: CLOCK_BOOTTIME at load, in ns. A thread started before it has I/O counters
+ * that predate the agent: its first look only takes them as the starting point. */
+const volatile __u64 targ_loaded_boot_ns = 0;
+
+struct thread_file {
+	/* The open in flight. */
 	__u64 filename; /* user pointer to the path */
 	__u64 how;	/* openat2: user pointer to struct open_how (flags are read at exit) */
 	__u32 flags;
 	__u32 active; /* 1 between entry and exit */
+	/* The thread's task I/O counters when they were last added to file_counts. */
+	__u64 rchar, wchar, syscr, syscw;
+	__u64 io_seen; /* 0 until the first look */
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct pending_open);
-} pending_opens SEC(".maps");
+	__type(value, struct thread_file);
+} thread_files SEC(".maps");
 
 KANARY_DEDUP_MAP(open_dedup, struct open_key);
 
@@ -75,8 +88,8 @@ static __always_inline void remember_open(__u64 filename, __u64 how, __u32 flags
 	if (!kanary_current_container())
 		return;
 
-	struct pending_open *p = bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0,
-						      BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct thread_file *p = bpf_task_storage_get(&thread_files, bpf_get_current_task_btf(), 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
 
 	if (!p)
 		return;
@@ -93,8 +106,8 @@ static __always_inline void report_open(long ret)
 	if (!c)
 		return;
 
-	struct pending_open *p =
-		bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0, 0);
+	struct thread_file *p =
+		bpf_task_storage_get(&thread_files, bpf_get_current_task_btf(), 0, 0);
 
 	if (!p || !p->active)
 		return;
@@ -152,27 +165,47 @@ static __always_inline void report_open(long ret)
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline void count_io(long ret, bool write)
+/* Exchanges a last-seen counter for its current value; returns how much it grew. An exchange,
+ * so that the interval's iterator and the thread's own exit never both add the same growth. */
+static __always_inline __u64 grown(__u64 *seen, __u64 now)
 {
-	const struct container_slot *c = kanary_current_container();
+	__u64 before = __sync_lock_test_and_set(seen, now);
 
-	if (!c)
+	return now > before ? now - before : 0;
+}
+
+/* Adds what `task`'s read/write counters grew by since the last look to `slot`'s counts. */
+static __always_inline void add_thread_io(struct task_struct *task, __u32 slot)
+{
+	struct thread_file *t =
+		bpf_task_storage_get(&thread_files, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!t)
 		return;
 
-	__u32 slot = c->slot;
+	__u64 rchar = BPF_CORE_READ(task, ioac.rchar);
+	__u64 wchar = BPF_CORE_READ(task, ioac.wchar);
+	__u64 syscr = BPF_CORE_READ(task, ioac.syscr);
+	__u64 syscw = BPF_CORE_READ(task, ioac.syscw);
+
+	if (!t->io_seen && __sync_lock_test_and_set(&t->io_seen, 1) == 0 &&
+	    BPF_CORE_READ(task, start_boottime) < targ_loaded_boot_ns) {
+		/* Counters from before the agent: the starting point, not growth. */
+		t->rchar = rchar;
+		t->wchar = wchar;
+		t->syscr = syscr;
+		t->syscw = syscw;
+		return;
+	}
+
 	struct file_counts *counts = bpf_map_lookup_elem(&file_counts, &slot);
 
 	if (!counts)
 		return;
-	if (write) {
-		counts->writes++;
-		if (ret > 0)
-			counts->write_bytes += ret;
-	} else {
-		counts->reads++;
-		if (ret > 0)
-			counts->read_bytes += ret;
-	}
+	counts->reads += grown(&t->syscr, syscr);
+	counts->writes += grown(&t->syscw, syscw);
+	counts->read_bytes += grown(&t->rchar, rchar);
+	counts->write_bytes += grown(&t->wchar, wchar);
 }
 
 /* At entry of an open-family call: remember where its path, open_how and flags are. */
@@ -200,17 +233,14 @@ static __always_inline void file_enter(struct pt_regs *regs, long id)
 	}
 }
 
-/* At exit: report an open, count a read or a write. */
+/* At exit of an open-family call: report it. */
 static __always_inline void file_exit(__u64 nr, long ret)
 {
 	__u8 call = kanary_syscall_code(targ_file_calls, nr);
 
 	if (!call || kanary_compat_syscall())
 		return;
-	if (call == FILE_CALL_READ || call == FILE_CALL_WRITE)
-		count_io(ret, call == FILE_CALL_WRITE);
-	else
-		report_open(ret);
+	report_open(ret);
 }
 
 /* The handlers the dispatcher tail-calls for the syscalls this collector routes to it. */
@@ -228,6 +258,32 @@ int BPF_PROG(kanary_file_exit, struct pt_regs *regs, long ret)
 
 	file_exit(nr, ret);
 	return kanary_syscall_next(ctx, nr, exit, SYSCALL_HANDLER_FILE);
+}
+
+/* Run by the agent each interval: adds every container thread's read/write growth. */
+SEC("iter/task")
+int kanary_file_io(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	const struct container_slot *c;
+
+	if (!task)
+		return 0;
+	c = kanary_container_of_cgroup(kanary_task_cgroup_id(task));
+	if (c)
+		add_thread_io(task, c->slot);
+	return 0;
+}
+
+/* An exiting thread's last growth, which the next interval's iterator would no longer see. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(kanary_file_exit_io, struct task_struct *task)
+{
+	const struct container_slot *c = kanary_current_container();
+
+	if (c)
+		add_thread_io(bpf_get_current_task_btf(), c->slot);
+	return 0;
 }
 
 /* Forces the shared types into BTF so the skeleton generates their Rust types. */

@@ -24,6 +24,17 @@ struct {
 	__type(value, struct container_slot);
 } watched_cgroups SEC(".maps");
 
+/* Bumped by the agent after each change it makes to watched_cgroups: a value cached from the
+ * filter (syscalls.bpf.c keeps one per thread, keyed by cgroup id) is valid while this is
+ * unchanged. The kernel's own changes need no bump: it adds a cgroup when it is created, before
+ * any thread can be in it, and removes it when no thread is, and cgroup ids are never reused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} filter_epoch SEC(".maps");
+
 /* Loss counters of this collector, per slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -195,10 +195,11 @@ struct signal_counts {
 struct file_counts {
 	__u64 opens;	     /* open, openat, openat2 and creat calls that returned */
 	__u64 open_failures; /* of those, the ones that returned an error */
-	__u64 reads;	     /* read, pread64, readv, preadv, preadv2 calls */
-	__u64 writes;	     /* write, pwrite64, writev, pwritev, pwritev2 calls */
-	__u64 read_bytes;    /* bytes those reads returned */
-	__u64 write_bytes;   /* bytes those writes accepted */
+	/* The kernel's task I/O accounting (/proc/<pid>/io), summed over the container's threads: */
+	__u64 reads;	     /* syscr: read-family calls (read, pread64, readv, ..., sendfile) */
+	__u64 writes;	     /* syscw: write-family calls */
+	__u64 read_bytes;    /* rchar: bytes those calls read */
+	__u64 write_bytes;   /* wchar: bytes those calls wrote */
 };
 
 /* file.bpf.c: key of the open de-duplication LRU. The path is zero-padded after its NUL and
@@ -229,8 +230,6 @@ enum file_call {
 	FILE_CALL_OPENAT = 2,  /* openat(dirfd, path, flags, mode) */
 	FILE_CALL_OPENAT2 = 3, /* openat2(dirfd, path, how, size) */
 	FILE_CALL_CREAT = 4,   /* creat(path, mode) */
-	FILE_CALL_READ = 5,    /* read, pread64, readv, preadv, preadv2 */
-	FILE_CALL_WRITE = 6,   /* write, pwrite64, writev, pwritev, pwritev2 */
 };
 
 /* security.bpf.c: the watched system calls, numbered by kanary rather than by the architecture

@@ -5,6 +5,7 @@
 //! [`ContainerFilter::watch`], which takes slots from the same queue, so there is one allocator.
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kanary_model::config::Config;
 use libbpf_rs::skel::{OpenSkel, Skel};
@@ -30,9 +31,16 @@ const CGROUPS_PER_CONTAINER: u32 = 8;
 unsafe impl plain::Plain for types::cgroup_event {}
 
 /// The shared container filter and the cgroup lifecycle hooks that keep it.
+///
+/// Every change made here to `watched_cgroups` is followed by a bump of `filter_epoch`
+/// ([`ContainerFilter::changed`]), which invalidates what the kernel cached from the filter; the
+/// map handle is private so that nothing else writes it.
 pub struct ContainerFilter {
     skel: ContainersSkel<'static>,
     watched: MapHandle,
+    epoch: MapHandle,
+    /// The last value written to `filter_epoch`; the agent is its only writer.
+    epoch_value: AtomicU64,
     free_slots: MapHandle,
     _links: Vec<Link>,
 }
@@ -68,6 +76,7 @@ impl ContainerFilter {
         let links = attach_all(skel.object(), NAME)?;
         // 6. Fill the slot queue.
         let watched = handle(&skel.maps.watched_cgroups, NAME, "watched_cgroups")?;
+        let epoch = handle(&skel.maps.filter_epoch, NAME, "filter_epoch")?;
         let free_slots = handle(&skel.maps.free_slots, NAME, "free_slots")?;
         for slot in 1..=max {
             free_slots
@@ -77,14 +86,29 @@ impl ContainerFilter {
         Ok(ContainerFilter {
             skel,
             watched,
+            epoch,
+            epoch_value: AtomicU64::new(0),
             free_slots,
             _links: links,
         })
     }
 
-    /// Makes another collector's copy of `watched_cgroups` this filter's map (before load).
-    pub fn share(&self, map: &mut OpenMapMut<'_>) -> Result<()> {
-        map.reuse_fd(self.watched.as_fd()).map_err(load_error(NAME))
+    /// Makes another collector's copies of `watched_cgroups` and `filter_epoch` this filter's
+    /// maps (before load).
+    pub fn share(&self, watched: &mut OpenMapMut<'_>, epoch: &mut OpenMapMut<'_>) -> Result<()> {
+        watched
+            .reuse_fd(self.watched.as_fd())
+            .map_err(load_error(NAME))?;
+        epoch.reuse_fd(self.epoch.as_fd()).map_err(load_error(NAME))
+    }
+
+    /// Bumps `filter_epoch` after a change to `watched_cgroups`, so that the kernel looks the
+    /// filter up again instead of using what it cached.
+    fn changed(&self) -> Result<()> {
+        let value = self.epoch_value.fetch_add(1, Ordering::Relaxed) + 1;
+        self.epoch
+            .update(&0u32.to_ne_bytes(), &value.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_error(NAME, "filter_epoch"))
     }
 
     /// The filter map's file descriptor.
@@ -119,7 +143,7 @@ impl ContainerFilter {
         let value = unsafe { plain::as_bytes(&entry) };
         let key = cgroup_id.to_ne_bytes();
         match self.watched.update(&key, value, MapFlags::NO_EXIST) {
-            Ok(()) => Ok(slot),
+            Ok(()) => self.changed().map(|()| slot),
             Err(error) => {
                 self.release(slot)?;
                 let existing = self
@@ -187,7 +211,10 @@ impl ContainerFilter {
             // SAFETY: container_slot is two u32s with no padding.
             let value = unsafe { plain::as_bytes(&entry) };
             match self.watched.update(&key, value, MapFlags::EXIST) {
-                Ok(()) => changed += 1,
+                Ok(()) => {
+                    self.changed()?;
+                    changed += 1;
+                }
                 // Removed by cgroup_rmdir since the walk: nothing left to flag.
                 Err(error) if error.kind() == libbpf_rs::ErrorKind::NotFound => {}
                 Err(error) => return Err(map_error(NAME, "watched_cgroups")(error)),
@@ -207,7 +234,7 @@ impl ContainerFilter {
     /// Stops watching a cgroup (a container the agent decided is not one, e.g. conmon).
     pub fn unwatch(&self, cgroup_id: u64) -> Result<()> {
         match self.watched.delete(&cgroup_id.to_ne_bytes()) {
-            Ok(()) => Ok(()),
+            Ok(()) => self.changed(),
             Err(error) if error.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
             Err(error) => Err(map_error(NAME, "watched_cgroups")(error)),
         }
@@ -229,7 +256,8 @@ impl ContainerFilter {
         let value = unsafe { plain::as_bytes(entry) };
         self.watched
             .update(&cgroup_id.to_ne_bytes(), value, MapFlags::ANY)
-            .map_err(map_error(NAME, "watched_cgroups"))
+            .map_err(map_error(NAME, "watched_cgroups"))?;
+        self.changed()
     }
 }
 

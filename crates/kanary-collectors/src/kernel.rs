@@ -12,11 +12,13 @@
 //! 6. wrap the maps user space reads (`SlotCounters`, [`DropsMap`], ring buffers).
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::mem::MaybeUninit;
+use std::time::Duration;
 
 use kanary_model::stats::DropCounts;
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, OpenMapMut, OpenObject};
+use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, Object, OpenMapMut, OpenObject};
 
 use crate::collector::Slot;
 use crate::error::{attach_error, load_error, map_error, Result};
@@ -43,7 +45,7 @@ where
 /// tunable of `bpf/include/common.h`):
 ///
 /// - the object is parsed (nothing is in the kernel yet);
-/// - its `watched_cgroups` becomes the agent's one container filter;
+/// - its `watched_cgroups` and `filter_epoch` become the agent's one container filter;
 /// - its `drops` gets one entry per container slot;
 /// - `targ_include_host` is set from `agent.include_host`.
 ///
@@ -55,7 +57,8 @@ macro_rules! open_collector {
         let ctx: &$crate::collector::LoadContext<'_> = $ctx;
         let collector: &'static str = $collector;
         $crate::kernel::open_skeleton::<$builder>(collector).and_then(|mut open| {
-            ctx.filter.share(&mut open.maps.watched_cgroups)?;
+            ctx.filter
+                .share(&mut open.maps.watched_cgroups, &mut open.maps.filter_epoch)?;
             $crate::kernel::size_maps(collector, [(&mut open.maps.drops, ctx.slots)])?;
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.targ_include_host = ctx.config.agent.include_host;
@@ -98,6 +101,49 @@ pub(crate) fn attach_all(object: &Object, collector: &'static str) -> Result<Vec
         links.push(link);
     }
     Ok(links)
+}
+
+/// CLOCK_BOOTTIME now: the clock of `bpf_ktime_get_boot_ns()` and of `task->start_boottime`.
+pub fn boottime_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// An attached `iter/task` program: each [`run`](TaskIterator::run) runs it once over every
+/// thread of the host. For per-thread state a collector keeps in task storage and must sum
+/// over a container's threads at the end of an interval, whether or not they ran meanwhile.
+pub(crate) struct TaskIterator {
+    link: Link,
+    collector: &'static str,
+    /// The map it works on, named in errors.
+    map: &'static str,
+}
+
+impl TaskIterator {
+    /// Wraps the link of an attached `iter/task` program.
+    pub(crate) fn new(link: Link, collector: &'static str, map: &'static str) -> Self {
+        TaskIterator {
+            link,
+            collector,
+            map,
+        }
+    }
+
+    /// Runs the program over every thread. It writes no output: reading the iterator to its
+    /// end is what runs it.
+    pub(crate) fn run(&self) -> Result<()> {
+        let fail = |error: libbpf_rs::Error| map_error(self.collector, self.map)(error);
+        let mut iter = Iter::new(&self.link).map_err(fail)?;
+        let mut sink = Vec::new();
+        iter.read_to_end(&mut sink)
+            .map_err(|error| fail(error.into()))?;
+        Ok(())
+    }
 }
 
 /// Copies a fixed-width kernel struct out of a ring-buffer record or map value.

@@ -2,20 +2,12 @@
 
 use std::time::{Duration, SystemTime};
 
+use kanary_collectors::kernel::boottime_now;
+
 /// The current offset between CLOCK_REALTIME and CLOCK_BOOTTIME.
 #[derive(Debug, Clone, Copy)]
 pub struct BootClock {
     boot_epoch: SystemTime,
-}
-
-fn boottime_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid pointer we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 impl BootClock {

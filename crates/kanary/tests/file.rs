@@ -139,3 +139,35 @@ fn reports_a_repeated_open_again_after_renotify_after_with_its_repeats() {
         .unwrap();
     assert_eq!(first["repeats"], 0, "{first}");
 }
+
+#[test]
+fn counts_io_of_threads_that_never_exit_and_not_before_the_agent() {
+    require_docker!();
+    // The shell itself writes (echo is a builtin): its I/O counters grow in a thread that never
+    // exits, so only the interval's walk over the threads can count them. Its first 400 KB are
+    // written before the agent starts and must not be counted.
+    let line = "0123456789012345678901234567890123456789";
+    let script = format!(
+        "exec 3>/dev/null; i=0; while [ $i -lt 10000 ]; do echo {line} >&3; i=$((i+1)); done; \
+         touch /tmp/ready; while true; do echo {line} >&3; sleep 0.2; done"
+    );
+    let container = Container::run("fileio", &[], BUSYBOX, &["sh", "-c", &script]);
+    container.exec(&[
+        "sh",
+        "-c",
+        "i=0; while [ ! -f /tmp/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; \
+         test -f /tmp/ready",
+    ]);
+    let mut agent = Agent::start();
+    let name = container.name.clone();
+    let totals = wait_for_file_totals(&mut agent, &name, |t| {
+        t["writes"].as_u64().unwrap_or(0) >= 10
+    });
+    let bytes = totals["write_bytes"].as_u64().unwrap();
+    let writes = totals["writes"].as_u64().unwrap();
+    assert!(bytes >= 10 * (line.len() as u64 + 1), "{totals:?}");
+    assert!(
+        bytes < 100_000 && writes < 2_000,
+        "I/O from before the agent was counted: {totals:?}"
+    );
+}

@@ -8,14 +8,15 @@ use kanary_model::errno;
 use kanary_model::record::{Access, Open, RecordBody};
 use kanary_model::stats::FileStats;
 use libbpf_rs::skel::OpenSkel;
-use libbpf_rs::MapHandle;
+use libbpf_rs::{Link, MapHandle};
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
-use crate::error::{load_error, Result};
+use crate::error::{attach_error, load_error, Result};
 use crate::kernel::{
-    c_string, forget_slot, handle, open_collector, read_pod, size_maps, DropsMap, SlotCounters,
+    boottime_now, c_string, forget_slot, handle, open_collector, read_pod, size_maps, DropsMap,
+    SlotCounters, TaskIterator,
 };
 use crate::skel::file::types::file_call;
 use crate::skel::file::{types, FileSkel, FileSkelBuilder};
@@ -32,21 +33,12 @@ const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 
 /// The syscalls `bpf/file.bpf.c` dispatches on, by name, and what they are to it.
-const CALLS: [(&str, file_call); 14] = [
+/// Reads and writes are not among them: they come from the kernel's task I/O accounting.
+const CALLS: [(&str, file_call); 4] = [
     ("open", file_call::FILE_CALL_OPEN),
     ("openat", file_call::FILE_CALL_OPENAT),
     ("openat2", file_call::FILE_CALL_OPENAT2),
     ("creat", file_call::FILE_CALL_CREAT),
-    ("read", file_call::FILE_CALL_READ),
-    ("pread64", file_call::FILE_CALL_READ),
-    ("readv", file_call::FILE_CALL_READ),
-    ("preadv", file_call::FILE_CALL_READ),
-    ("preadv2", file_call::FILE_CALL_READ),
-    ("write", file_call::FILE_CALL_WRITE),
-    ("pwrite64", file_call::FILE_CALL_WRITE),
-    ("writev", file_call::FILE_CALL_WRITE),
-    ("pwritev", file_call::FILE_CALL_WRITE),
-    ("pwritev2", file_call::FILE_CALL_WRITE),
 ];
 
 // SAFETY: generated from C structs of integers and byte arrays only: every bit pattern is valid.
@@ -57,6 +49,10 @@ unsafe impl plain::Plain for types::open_key {}
 pub struct FileCollector {
     /// First, so that its handlers leave the dispatcher before the object goes.
     _registration: Registration,
+    /// Adds the growth of every container thread's I/O counters, each interval.
+    thread_io: TaskIterator,
+    /// The same for a thread that exits.
+    _exit_io: Link,
     _skel: FileSkel<'static>,
     counts: SlotCounters,
     dedup: MapHandle,
@@ -86,16 +82,13 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
         rodata.targ_renotify_ns =
             u64::try_from(config.renotify_after.as_nanos()).unwrap_or(u64::MAX);
         rodata.targ_file_calls = calls;
+        rodata.targ_loaded_boot_ns = u64::try_from(boottime_now().as_nanos()).unwrap_or(0);
     }
     // 4. Load: the verifier runs here.
     let skel = open.load().map_err(load_error(NAME))?;
-    // 5. Register its handlers with the syscall dispatcher: the opens at entry, the opens,
-    //    reads and writes at exit.
-    let is_open = |nr: usize| {
-        let call = u32::from(calls[nr]);
-        (file_call::FILE_CALL_OPEN.0..=file_call::FILE_CALL_CREAT.0).contains(&call)
-    };
-    let is_watched = |nr: usize| calls[nr] != 0;
+    // 5. Register its handlers with the syscall dispatcher, the opens at entry and at exit,
+    //    and attach the hooks that count reads and writes from the task I/O accounting.
+    let is_open = |nr: usize| calls[nr] != 0;
     let registration = ctx.syscall_dispatch.register(
         ctx,
         Handler::SYSCALL_HANDLER_FILE,
@@ -105,9 +98,25 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
         }),
         Some(Route {
             program: skel.progs.kanary_file_exit.as_fd(),
-            wants: &is_watched,
+            wants: &is_open,
         }),
     )?;
+    let thread_io = TaskIterator::new(
+        skel.progs
+            .kanary_file_io
+            .attach()
+            .map_err(attach_error(NAME, "iter/task"))?,
+        NAME,
+        "thread_files",
+    );
+    // Once now, so that threads older than the agent get their starting point and the first
+    // interval counts their I/O from here on.
+    thread_io.run()?;
+    let exit_io = skel
+        .progs
+        .kanary_file_exit_io
+        .attach()
+        .map_err(attach_error(NAME, "tp_btf/sched_process_exit"))?;
     // 6. Hand over the ring buffer, the loss counters and the counter and dedup maps.
     let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
@@ -115,6 +124,8 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
         counts: SlotCounters::new(NAME, "file_counts", &skel.maps.file_counts)?,
         dedup: handle(&skel.maps.open_dedup, NAME, "open_dedup")?,
         _registration: registration,
+        thread_io,
+        _exit_io: exit_io,
         _skel: skel,
     };
     Ok(Loaded {
@@ -141,6 +152,7 @@ impl Collector for FileCollector {
     }
 
     fn collect(&mut self, batch: &mut StatsBatch) -> Result<()> {
+        self.thread_io.run()?;
         for (&slot, stats) in batch.by_slot.iter_mut() {
             stats.file = Some(file_stats(&self.counts.deltas(slot)?));
         }

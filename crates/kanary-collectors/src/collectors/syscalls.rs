@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
+use std::time::Duration;
 
 use kanary_model::config::SyscallsConfig;
 use kanary_model::ngram;
@@ -10,13 +11,15 @@ use kanary_model::record::{RecordBody, Syscall};
 use kanary_model::stats::{NgramStats, SyscallStats};
 use kanary_model::syscalls;
 use libbpf_rs::skel::OpenSkel;
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 
 use crate::collector::{
     record_event, Collector, EventStream, KernelEvent, LoadContext, Loaded, Slot, StatsBatch,
 };
-use crate::error::{load_error, map_error, Result};
-use crate::kernel::{handle, open_collector, read_pod, size_maps, DropsMap, SlotCounters};
+use crate::error::{attach_error, load_error, map_error, Result};
+use crate::kernel::{
+    handle, open_collector, read_pod, size_maps, DropsMap, SlotCounters, TaskIterator,
+};
 use crate::skel::syscalls::{types, SyscallsSkel, SyscallsSkelBuilder};
 use crate::syscall_dispatch::share_syscall_dispatch;
 use crate::syscall_dispatch::{Handler, Registration, Route};
@@ -25,6 +28,12 @@ use crate::syscall_dispatch::{Handler, Registration, Route};
 pub const NAME: &str = "syscalls";
 /// Entries fetched per batch when draining the n-gram map.
 const DRAIN_BATCH: u32 = 4096;
+/// How long the drain waits after starting a new n-gram epoch. Each thread keeps its own n-gram
+/// counts and hands them over to `ngram_counts` at its first syscall of the new epoch: a busy
+/// thread does so within microseconds. The task iterator then hands over the tables of the
+/// threads that made no syscall in the wait; the wait keeps it off the busy threads' tables,
+/// which they write with plain increments.
+const HAND_OVER_WAIT: Duration = Duration::from_millis(20);
 
 // SAFETY: generated from C structs of integers only: every bit pattern is valid.
 unsafe impl plain::Plain for types::syscall_event {}
@@ -35,7 +44,11 @@ pub struct SyscallsCollector {
     config: SyscallsConfig,
     /// Before the object, so that its handler leaves the dispatcher before the object goes.
     _registration: Registration,
-    _skel: SyscallsSkel<'static>,
+    /// The hooks that hand over n-grams of exiting threads and of idle ones (the task iterator,
+    /// run each drain); `None` with sequence features off. Before the object, like the
+    /// registration.
+    hand_over: Option<HandOver>,
+    skel: SyscallsSkel<'static>,
     counts: SlotCounters,
     ngrams: MapHandle,
     /// n-grams drained from the kernel but not yet handed out, by slot. Draining is global, so a
@@ -81,7 +94,28 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
         }),
         None,
     )?;
-    // 6. Hand over the trace ring buffer, the loss counters and the counter maps.
+    // 6. Attach the exit hook that hands over a thread's last n-grams (the handler above is run
+    //    by the dispatcher, not attached).
+    let hand_over = if config.ngram_len > 0 {
+        Some(HandOver {
+            _exit: skel
+                .progs
+                .kanary_ngrams_exit
+                .attach()
+                .map_err(attach_error(NAME, "tp_btf/sched_process_exit"))?,
+            idle_threads: TaskIterator::new(
+                skel.progs
+                    .kanary_ngrams_collect
+                    .attach()
+                    .map_err(attach_error(NAME, "iter/task"))?,
+                NAME,
+                "thread_syscalls",
+            ),
+        })
+    } else {
+        None
+    };
+    // 7. Hand over the trace ring buffer, the loss counters and the counter maps.
     let streams = vec![EventStream::new(NAME, &skel.maps.events, decode)?];
     let drops = DropsMap::new(NAME, &skel.maps.drops)?;
     let collector = SyscallsCollector {
@@ -89,7 +123,8 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
         ngrams: handle(&skel.maps.ngram_counts, NAME, "ngram_counts")?,
         config,
         _registration: registration,
-        _skel: skel,
+        hand_over,
+        skel,
         pending_ngrams: HashMap::new(),
     };
     Ok(Loaded {
@@ -100,8 +135,20 @@ pub fn load(ctx: &LoadContext<'_>) -> Result<Loaded> {
 }
 
 impl SyscallsCollector {
-    /// Moves every n-gram counted since the last drain into `pending_ngrams`.
+    /// Moves every n-gram counted since the last drain into `pending_ngrams`: starts a new
+    /// epoch, so that threads hand their own counts over, then drains the shared map.
     fn drain_ngrams(&mut self) -> Result<()> {
+        if let (Some(hand_over), Some(bss)) =
+            (&self.hand_over, self.skel.maps.bss_data.as_deref_mut())
+        {
+            // The programs read it with a plain load; a volatile store keeps the compiler from
+            // dropping or reordering a write nobody in this process reads.
+            let epoch = &mut bss.ngram_epoch as *mut u64;
+            // SAFETY: `epoch` points into the skeleton's mmapped .bss, alive as long as `skel`.
+            unsafe { epoch.write_volatile(epoch.read_volatile().wrapping_add(1)) };
+            std::thread::sleep(HAND_OVER_WAIT);
+            hand_over.idle_threads.run()?;
+        }
         let entries = self
             .ngrams
             .lookup_and_delete_batch(DRAIN_BATCH, MapFlags::ANY, MapFlags::ANY)
@@ -121,6 +168,13 @@ impl SyscallsCollector {
         }
         Ok(())
     }
+}
+
+/// The hooks that hand threads' own n-gram tables over to `ngram_counts`.
+struct HandOver {
+    _exit: Link,
+    /// Hands over the tables of the threads that did not do so themselves in the new epoch.
+    idle_threads: TaskIterator,
 }
 
 impl Collector for SyscallsCollector {

@@ -56,7 +56,7 @@ else
     QUIET_WAIT=30 QUIET_BUDGET=240 SC_ATTEMPTS=3
 fi
 QUIET_SPENT=0
-SC_CONFIGS=(none floor_tp_btf floor_bpftrace kanary_default kanary_syscalls_only kanary_full bpftrace_count)
+SC_CONFIGS=(none floor_tp_btf floor_tp_btf_pair floor_bpftrace kanary_default kanary_syscalls_only kanary_full bpftrace_count)
 WL_CONFIGS=(none kanary_default)
 BUSYBOX=kanary-test/busybox:1
 DEBIAN=kanary-test/debian:1
@@ -140,6 +140,8 @@ gcc -O2 -Wall -static -o "$BIN/sysloop" bench/src/sysloop.c
 gcc -O2 -Wall -o "$BIN/attach" bench/src/attach.c -lbpf
 clang-19 -O2 -g -target bpf -I"/usr/include/$(gcc -print-multiarch)" \
     -c bench/src/empty.bpf.c -o "$BIN/empty.bpf.o"
+clang-19 -O2 -g -target bpf -I"/usr/include/$(gcc -print-multiarch)" \
+    -c bench/src/empty-pair.bpf.c -o "$BIN/empty-pair.bpf.o"
 T_SETUP=$((SECONDS - T_START))
 
 # ---------------------------------------------------------------------------------------------
@@ -232,6 +234,11 @@ start_agent() {
             AGENT_PID=$!
             wait_for_line "$AGENT_EVENTS" 'attached 1 program' "$AGENT_READY_TIMEOUT" "$AGENT_PID"
             ;;
+        floor_tp_btf_pair)
+            "$BIN/attach" "$BIN/empty-pair.bpf.o" >"$AGENT_EVENTS" 2>"$AGENT_EVENTS.log" &
+            AGENT_PID=$!
+            wait_for_line "$AGENT_EVENTS" 'attached 2 program' "$AGENT_READY_TIMEOUT" "$AGENT_PID"
+            ;;
         floor_bpftrace | bpftrace_count)
             local body='{}'
             [[ "$1" == bpftrace_count ]] && body='{ @[cgroup] = count(); }'
@@ -280,7 +287,7 @@ stop_agent() {
     # Background jobs of a script ignore SIGINT unless they install a handler: kanary and
     # bpftrace do (and flush on it), the floor's loader does not, so it gets SIGTERM.
     local signal=INT
-    [[ "$AGENT_CONFIG" == floor_tp_btf ]] && signal=TERM
+    [[ "$AGENT_CONFIG" == floor_tp_btf* ]] && signal=TERM
     kill -"$signal" "$AGENT_PID" 2>/dev/null || true
     local deadline=$((SECONDS + 15))
     while kill -0 "$AGENT_PID" 2>/dev/null && ((SECONDS < deadline)); do
@@ -506,6 +513,7 @@ meta = {
     "results_file": env["B_RESULTS"], "params": json.loads(env["B_PARAMS"]),
     "durations": json.loads(env["B_TIMES"]), "kanary_collectors": starts,
     "floor_tp_btf": "bench/src/empty.bpf.c: an empty SEC(\"tp_btf/sys_enter\") program, loaded and attached by bench/src/attach.c (libbpf)",
+    "floor_tp_btf_pair": "bench/src/empty-pair.bpf.c: empty SEC(\"tp_btf/sys_enter\") and SEC(\"tp_btf/sys_exit\") programs, loaded and attached by bench/src/attach.c",
     "floor_bpftrace": "bpftrace -e 'tracepoint:raw_syscalls:sys_enter {}' (a classic perf-event tracepoint program)",
     "bpftrace_count": "bpftrace -e 'tracepoint:raw_syscalls:sys_enter { @[cgroup] = count(); }'",
 }

@@ -15,8 +15,10 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(60);
 /// How long the agent's CPU is measured under the storm.
 const WINDOW: Duration = Duration::from_secs(10);
-/// The budget of the throttled run, in percent of one core.
-const BUDGET: f64 = 3.0;
+/// The budget of the throttled run, in percent of one core: below what the agent needs to
+/// stream the storm (2-3% here, since it batches ring-buffer wake-ups), above what it needs once
+/// the storm is throttled.
+const BUDGET: f64 = 1.0;
 
 /// A fork/exec loop in the background and unique-file opens in the foreground.
 const STORM: &str = "while true; do /bin/true; done & \
@@ -88,7 +90,7 @@ fn a_storm_is_throttled_to_keep_the_agent_within_its_cpu_budget() {
     };
     eprintln!("no budget: agent cpu {free_cpu:.1}% of one core, peak rss {free_rss:.1} MB");
 
-    // 2. A budget of 3%: the storm is throttled, the quiet container is not.
+    // 2. A budget of 1%: the storm is throttled, the quiet container is not.
     let mut agent = Agent::start_with(&format!(
         "[agent]\ninterval = \"1s\"\ncpu_budget_percent = {BUDGET:.1}\n"
     ));

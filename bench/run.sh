@@ -57,7 +57,8 @@ else
 fi
 QUIET_SPENT=0
 SC_CONFIGS=(none floor_tp_btf floor_tp_btf_pair floor_bpftrace kanary_default kanary_syscalls_only kanary_full bpftrace_count)
-WL_CONFIGS=(none kanary_default)
+# The empty-program floors run the workloads too: what any syscall-level collector costs them.
+WL_CONFIGS=(none floor_tp_btf floor_tp_btf_pair kanary_default)
 BUSYBOX=kanary-test/busybox:1
 DEBIAN=kanary-test/debian:1
 AGENT_READY_TIMEOUT=60

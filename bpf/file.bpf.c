@@ -174,9 +174,15 @@ static __always_inline __u64 grown(__u64 *seen, __u64 now)
 	return now > before ? now - before : 0;
 }
 
-/* Adds what `task`'s read/write counters grew by since the last look to `slot`'s counts. */
-static __always_inline void add_thread_io(struct task_struct *task, __u32 slot)
+/* Adds what `task`'s read/write counters grew by since the last look to its container's counts
+ * (nothing for a task outside the watched containers). */
+static __always_inline void add_thread_io(struct task_struct *task)
 {
+	const struct container_slot *c = kanary_container_of_cgroup(kanary_task_cgroup_id(task));
+
+	if (!c)
+		return;
+
 	struct thread_file *t =
 		bpf_task_storage_get(&thread_files, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 
@@ -198,6 +204,7 @@ static __always_inline void add_thread_io(struct task_struct *task, __u32 slot)
 		return;
 	}
 
+	__u32 slot = c->slot;
 	struct file_counts *counts = bpf_map_lookup_elem(&file_counts, &slot);
 
 	if (!counts)
@@ -265,13 +272,9 @@ SEC("iter/task")
 int kanary_file_io(struct bpf_iter__task *ctx)
 {
 	struct task_struct *task = ctx->task;
-	const struct container_slot *c;
 
-	if (!task)
-		return 0;
-	c = kanary_container_of_cgroup(kanary_task_cgroup_id(task));
-	if (c)
-		add_thread_io(task, c->slot);
+	if (task)
+		add_thread_io(task);
 	return 0;
 }
 
@@ -279,10 +282,7 @@ int kanary_file_io(struct bpf_iter__task *ctx)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(kanary_file_exit_io, struct task_struct *task)
 {
-	const struct container_slot *c = kanary_current_container();
-
-	if (c)
-		add_thread_io(bpf_get_current_task_btf(), c->slot);
+	add_thread_io(bpf_get_current_task_btf());
 	return 0;
 }
 

@@ -46,8 +46,9 @@ struct {
  * hash (and its atomic add) is only written when an n-gram is evicted by another that hashes to
  * the same way, when the agent starts a new interval (the thread's first syscall after the agent
  * bumped ngram_epoch hands over its table, or the agent's task iterator does for a thread that
- * made none), when the thread moves to another container, and when the thread exits. Before this table, the shared hash's lookup and atomic add were the largest
- * single cost of a container syscall (docs/adr/0012-per-thread-ngram-table.md).
+ * made none), when the thread moves to another container, and when the thread exits. Before
+ * this table, the shared hash's lookup and atomic add were the largest single cost of a
+ * container syscall (docs/adr/0012-per-thread-state-on-the-syscall-path.md).
  */
 #define NGRAM_WAYS 32
 #define NGRAM_WAY_SHIFT (64 - 5) /* log2(NGRAM_WAYS) bits of a multiplicative hash */
@@ -123,7 +124,7 @@ static __always_inline bool claim_table(struct thread_syscalls *t)
 static __always_inline void count_ngram(struct thread_syscalls *t, const struct container_slot *c,
 				       __u32 nr)
 {
-	if (t->epoch != ngram_epoch && claim_table(t))
+	if (claim_table(t))
 		hand_over_table(t);
 	if (t->slot != c->slot) {
 		hand_over_table(t);
@@ -222,15 +223,14 @@ int BPF_PROG(kanary_sys_enter, struct pt_regs *regs, long id)
 	return kanary_syscall_next(ctx, id, enter, SYSCALL_HANDLER_SYSCALLS);
 }
 
-/* A thread's last n-grams are handed over when it exits, not lost. */
+/* A thread's last n-grams are handed over when it exits, not lost. (This program and the
+ * iterator below are attached only with n-grams on.) */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(kanary_ngrams_exit, struct task_struct *task)
 {
-	struct thread_syscalls *t;
+	struct thread_syscalls *t =
+		bpf_task_storage_get(&thread_syscalls, bpf_get_current_task_btf(), 0, 0);
 
-	if (!targ_ngram_len)
-		return 0;
-	t = bpf_task_storage_get(&thread_syscalls, bpf_get_current_task_btf(), 0, 0);
 	if (t)
 		hand_over_table(t);
 	return 0;
@@ -249,7 +249,7 @@ int kanary_ngrams_collect(struct bpf_iter__task *ctx)
 	struct task_struct *task = ctx->task;
 	struct thread_syscalls *t;
 
-	if (!task || !targ_ngram_len)
+	if (!task)
 		return 0;
 	t = bpf_task_storage_get(&thread_syscalls, task, 0, 0);
 	if (t && claim_table(t))

@@ -12,7 +12,6 @@
 //! 6. wrap the maps user space reads (`SlotCounters`, [`DropsMap`], ring buffers).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
@@ -139,9 +138,7 @@ impl TaskIterator {
     pub(crate) fn run(&self) -> Result<()> {
         let fail = |error: libbpf_rs::Error| map_error(self.collector, self.map)(error);
         let mut iter = Iter::new(&self.link).map_err(fail)?;
-        let mut sink = Vec::new();
-        iter.read_to_end(&mut sink)
-            .map_err(|error| fail(error.into()))?;
+        std::io::copy(&mut iter, &mut std::io::sink()).map_err(|error| fail(error.into()))?;
         Ok(())
     }
 }

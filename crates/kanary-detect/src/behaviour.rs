@@ -754,6 +754,18 @@ mod tests {
         "shop", "team",
     ];
 
+    /// One window per page, each reading six files of a directory no other window reads (so no
+    /// group of opens forms), plus `extra`: held-out windows all show file novelty.
+    fn file_churn_windows(extra: &[Activity]) -> Vec<FeatureWindow> {
+        PAGES
+            .iter()
+            .map(|name| {
+                let files = (0..6).map(|i| open(&format!("/srv/{name}/f{i}.dat"), false));
+                window(files.chain(extra.iter().cloned()).collect())
+            })
+            .collect()
+    }
+
     /// A web server: serves pages of a churning directory, logs to numbered files, asks a
     /// cache container and many DNS resolvers, and runs curl from a shell every third window.
     fn normal(i: usize) -> FeatureWindow {
@@ -904,13 +916,7 @@ mod tests {
     fn ordinary_file_churn_does_not_hide_a_sensitive_read() {
         // Every window reads files never read in any other: the ordinary file threshold rises,
         // the sensitive one stays at the floor.
-        let windows: Vec<FeatureWindow> = PAGES
-            .iter()
-            .map(|name| {
-                let files = (0..6).map(|i| open(&format!("/srv/{name}/f{i}.dat"), false));
-                window(files.collect())
-            })
-            .collect();
+        let windows = file_churn_windows(&[]);
         let mut profile = BehaviourProfile::new(BehaviourConfig::default());
         profile.fit(&windows, &Calibration::default()).unwrap();
         assert!(profile.class_threshold(AlertClass::UnexpectedFile) > 1.0);
@@ -1054,15 +1060,9 @@ mod tests {
 
     #[test]
     fn file_churn_raises_the_file_threshold_only() {
-        // Every window reads a few files never read in any other (fresh directories, so no
-        // group opens): held-out windows show file novelty, never a new program.
-        let windows: Vec<FeatureWindow> = PAGES
-            .iter()
-            .map(|name| {
-                let files = (0..6).map(|i| open(&format!("/srv/{name}/part{i}.dat"), false));
-                window(files.chain([exec("/usr/sbin/nginx", "runc")]).collect())
-            })
-            .collect();
+        // Every window reads a few files never read in any other: held-out windows show file
+        // novelty, never a new program.
+        let windows = file_churn_windows(&[exec("/usr/sbin/nginx", "runc")]);
         let mut profile = BehaviourProfile::new(BehaviourConfig::default());
         profile.fit(&windows, &Calibration::default()).unwrap();
         assert_eq!(
